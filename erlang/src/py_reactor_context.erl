@@ -1,0 +1,1117 @@
+%% @doc A reactor context: one `py_reactor_port' OS process running Python
+%% protocols on file descriptors handed off from the VM.
+%%
+%% The API is that of the specification's `py_reactor_context' (start_link/2,3,
+%% handoff/2,3, stats/1, stop/1), plus {@link handoff_socket/3},
+%% {@link exec/2}, {@link eval/2}, {@link call/4} and {@link child_spec/1}.
+%%
+%% Each context is a `gen_server' that owns one port program, started with
+%% `open_port/2' from `priv/py_reactor_port', and the auxiliary Unix socket over
+%% which descriptors are passed. The wire is described in `docs/protocol.md'.
+%% The process never blocks on the port: requests are sent and their replies
+%% matched by id when they arrive.
+%%
+%% == Modes ==
+%%
+%% `worker', `subinterp' and `owngil' are all accepted, for compatibility with
+%% the specification. Every context runs its own interpreter in its own OS
+%% process, so contexts are always isolated from each other (as subinterpreters
+%% with their own GIL would be); the mode is reported by {@link stats/1} and
+%% changes nothing else.
+%%
+%% == Options ==
+%%
+%% <dl>
+%% <dt>`max_connections' (`pos_integer()', default 100)</dt>
+%% <dd>Open connections allowed at once. A handoff above it returns
+%%     `{error, max_connections}' and sends nothing to the port.</dd>
+%% <dt>`setup_code' (`unicode:chardata()')</dt>
+%% <dd>Python code run in the `__main__' namespace when the context starts,
+%%     typically to call `reactor.set_protocol_factory/1'.</dd>
+%% <dt>`app_module' (`atom() | unicode:chardata()')</dt>
+%% <dd>A Python module imported at start (after `setup_code').</dd>
+%% <dt>`app_callable' (`atom() | unicode:chardata()')</dt>
+%% <dd>An attribute of `app_module' that must be callable; it becomes the
+%%     protocol factory.</dd>
+%% <dt>`python_path' (`[file:filename_all()]', default `[]')</dt>
+%% <dd>Directories prepended to `sys.path' (made absolute).</dd>
+%% <dt>`name' (`atom()')</dt>
+%% <dd>Registers the context process locally under this name.</dd>
+%% <dt>`default' (`boolean()', default `false')</dt>
+%% <dd>Registers the context as `py_reactor_context_default', the context
+%%     {@link handoff/2} uses.</dd>
+%% <dt>`start_timeout' (`timeout()', default 30000)</dt>
+%% <dd>Milliseconds allowed for the port to say `hello' and for the Python
+%%     setup to finish; past it, start_link returns
+%%     `{error, {timeout, hello | setup}}'.</dd>
+%% <dt>`stop_timeout' (`timeout()', default 5000)</dt>
+%% <dd>Milliseconds allowed for the port to close its connections and exit
+%%     when the context stops; past it the port's OS process is killed
+%%     (`SIGKILL').</dd>
+%% <dt>`port_executable' (`file:filename_all()')</dt>
+%% <dd>The port program; default `priv/py_reactor_port' of this
+%%     application.</dd>
+%% <dt>`env' (`[{string(), string() | false}]', default `[]')</dt>
+%% <dd>Environment of the port program, as the `env' option of
+%%     `open_port/2'.</dd>
+%% </dl>
+%%
+%% Unknown options are refused: `{error, {unknown_option, Key}}'; a bad value
+%% gives `{error, {bad_option, {Key, Value}}}'.
+%%
+%% == Logging ==
+%%
+%% Every log event of the context carries the metadata
+%% `#{py_reactor_context => Id, domain => [py_reactor]}'. Lines Python writes
+%% to `sys.stdout' are logged at `info', to `sys.stderr' at `warning'; a
+%% traceback that closed a connection is logged once, at `error', by the port
+%% (the `closed' notice that follows is logged at `debug' only). Bad frames,
+%% refused descriptors and unknown messages are logged at `error'.
+%%
+%% == Failure ==
+%%
+%% If the port program exits while the context is not stopping, the context
+%% process exits with `{port_exited, Status}' (the program exited by itself) or
+%% `{port_killed, Signal}' (it was killed by a signal: `sigsegv', `sigkill',
+%% `sigabrt', ... by Linux numbering, or the signal's number); callers
+%% waiting for a reply get `{error, Reason}' with the same reason. The context
+%% traps exits: when it stops for any reason, its port is stopped and, past
+%% `stop_timeout', killed. A port never outlives its context.
+-module(py_reactor_context).
+-behaviour(gen_server).
+
+%% API.
+-export([start_link/2, start_link/3, child_spec/1]).
+-export([handoff/2, handoff/3, handoff_socket/3]).
+-export([stats/1, stats/2, stop/1]).
+-export([exec/2, exec/3, eval/2, eval/3, call/4, call/5]).
+
+%% proc_lib.
+-export([init/4]).
+
+%% gen_server.
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2,
+         code_change/3]).
+
+-export_type([mode/0, opts/0, server/0, client_info/0, stats/0,
+              python_error/0, child_args/0]).
+
+-include_lib("kernel/include/logger.hrl").
+
+-define(DEFAULT_NAME, py_reactor_context_default).
+-define(PROTOCOL_VERSION, 1).
+-define(DEFAULT_CALL_TIMEOUT, 30000).
+-define(DEFAULT_STATS_TIMEOUT, 5000).
+-define(AUX_SEND_TIMEOUT, 5000).
+%% How long to wait for exit_status after SIGKILL, or for the OS process to
+%% disappear after the port was closed.
+-define(KILL_WAIT, 2000).
+
+-type mode() :: worker | subinterp | owngil.
+
+-type opts() :: #{max_connections => pos_integer(),
+                  setup_code => unicode:chardata(),
+                  app_module => atom() | unicode:chardata(),
+                  app_callable => atom() | unicode:chardata(),
+                  python_path => [file:filename_all()],
+                  name => atom(),
+                  default => boolean(),
+                  start_timeout => timeout(),
+                  stop_timeout => timeout(),
+                  port_executable => file:filename_all(),
+                  env => [{string(), string() | false}]}.
+
+-type server() :: pid() | atom().
+%% A context: its pid or its registered name.
+
+-type client_info() :: #{term() => term()}.
+%% What Python's `connection_made' receives as `client_info' (a dict).
+%% Keys and values must have a Python form (see `docs/protocol.md': numbers,
+%% binaries, atoms, lists, tuples, maps, pids).
+
+-type stats() :: #{id := term(),
+                   mode := mode(),
+                   os_pid := non_neg_integer(),
+                   max_connections := pos_integer(),
+                   active_connections := non_neg_integer(),
+                   total_connections := non_neg_integer(),
+                   refused_handoffs := non_neg_integer(),
+                   total_requests := non_neg_integer(),
+                   bytes_in := non_neg_integer(),
+                   bytes_out := non_neg_integer(),
+                   python_errors := non_neg_integer(),
+                   atom() => term()}.
+
+-type python_error() :: {python, Type :: binary(), Message :: binary(),
+                         Traceback :: binary()}.
+
+-type child_args() :: #{id := term(),
+                        mode => mode(),
+                        opts => opts(),
+                        restart => supervisor:restart(),
+                        shutdown => supervisor:shutdown()}.
+
+-type request_kind() :: stats | exec | eval | call.
+
+-record(state, {
+    id :: term(),
+    mode :: mode(),
+    port :: port() | undefined,
+    os_pid :: non_neg_integer(),
+    sock :: socket:socket() | undefined,
+    max_connections :: pos_integer(),
+    stop_timeout :: timeout(),
+    max_frame = 16#1000000 :: pos_integer(),
+    set_up = false :: boolean(),
+    next_conn_id = 1 :: pos_integer(),
+    next_ref = 1 :: pos_integer(),
+    conns = #{} :: #{pos_integer() => true},
+    total = 0 :: non_neg_integer(),
+    refused = 0 :: non_neg_integer(),
+    requests = #{} :: #{pos_integer() => {request_kind(), gen_server:from()}}
+}).
+
+-type state() :: #state{}.
+
+%% API.
+
+%% @equiv start_link(Id, Mode, #{})
+-spec start_link(term(), mode()) -> {ok, pid()} | {error, term()}.
+start_link(Id, Mode) ->
+    start_link(Id, Mode, #{}).
+
+%% @doc Starts a context linked to the caller.
+%%
+%% Returns `{ok, Pid}' once the port program has said `hello', the auxiliary
+%% socket is connected and the Python setup (`python_path', `setup_code',
+%% `app_module', `app_callable') has succeeded. When the setup raises, returns
+%% `{error, {python, Type, Message, Traceback}}' (three binaries); the context
+%% process has then exited normally, so the caller is not killed, and the port
+%% program is gone. Other errors: `{error, {bad_mode, Mode}}',
+%% `{error, {unknown_option, Key}}', `{error, {bad_option, {Key, Value}}}',
+%% `{error, {already_started, Pid}}' (the `name', or `default', is taken),
+%% `{error, {timeout, hello | setup}}', `{error, {port_exited, Status}}',
+%% `{error, {port_killed, Signal}}', `{error, {open_port, Reason, Path}}'.
+%%
+%% `Id' is any term; the specification uses positive integers. It names the
+%% context in its logs and in {@link stats/1}.
+-spec start_link(term(), mode(), opts()) -> {ok, pid()} | {error, term()}.
+start_link(Id, Mode, Opts) when is_map(Opts) ->
+    case is_mode(Mode) of
+        false ->
+            {error, {bad_mode, Mode}};
+        true ->
+            case check_opts(Opts) of
+                {ok, Opts1} ->
+                    proc_lib:start_link(?MODULE, init, [self(), Id, Mode, Opts1]);
+                {error, Reason} ->
+                    {error, Reason}
+            end
+    end.
+
+%% @doc A child spec for a context, to put it in your own supervisor.
+%%
+%% `id' is the context id; the child id is `{py_reactor_context, Id}'.
+%% `mode' defaults to `worker', `opts' to `#{}', `restart' to `transient' (a
+%% context stopped with {@link stop/1} stays stopped, a context whose port
+%% died is restarted) and `shutdown' to the `stop_timeout' option plus 2000
+%% milliseconds.
+-spec child_spec(child_args()) -> supervisor:child_spec().
+child_spec(Args = #{id := Id}) ->
+    Mode = maps:get(mode, Args, worker),
+    Opts = maps:get(opts, Args, #{}),
+    Shutdown = case maps:get(stop_timeout, Opts, 5000) of
+        infinity -> infinity;
+        StopTimeout when is_integer(StopTimeout) -> StopTimeout + 2000
+    end,
+    #{id => {?MODULE, Id},
+      start => {?MODULE, start_link, [Id, Mode, Opts]},
+      restart => maps:get(restart, Args, transient),
+      shutdown => maps:get(shutdown, Args, Shutdown),
+      type => worker,
+      modules => [?MODULE]}.
+
+%% @doc Hands `Fd' off to the default context, the one started with
+%% `default => true' (registered as `py_reactor_context_default').
+%%
+%% Returns `{error, no_reactor_context}' when there is none. Otherwise as
+%% {@link handoff/3}.
+-spec handoff(non_neg_integer(), client_info()) -> ok | {error, term()}.
+handoff(Fd, ClientInfo) ->
+    handoff(?DEFAULT_NAME, Fd, ClientInfo).
+
+%% @doc Hands the descriptor `Fd' off to the context `Ctx'.
+%%
+%% The descriptor is duplicated into the port program before this function
+%% returns `ok': the caller may then close its own socket (and should, or the
+%% VM keeps a descriptor per connection). Keep the socket open until this
+%% function has returned. The port closes the connection's descriptor when
+%% the protocol closes it, and shuts the connection down so that the peer sees
+%% the close whatever the VM does with its copy.
+%%
+%% The port's Python protocol receives `ClientInfo' with two more keys:
+%% `reactor_pid' (the context's pid) and `conn_id' (the connection's id). An
+%% `addr' given as a string or as an IP address tuple is passed as a binary.
+%%
+%% Errors (nothing has been sent to the port):
+%% `{error, max_connections}' when `max_connections' connections are open
+%% (counted in `refused_handoffs');
+%% `{error, no_reactor_context}' when `Ctx' is not alive;
+%% `{error, {bad_client_info, ClientInfo}}' when a term has no Python form;
+%% `{error, {aux_socket, Posix}}' when the descriptor could not be passed
+%% (`ebadf' for a closed descriptor, for instance).
+-spec handoff(server(), non_neg_integer(), client_info()) -> ok | {error, term()}.
+handoff(Ctx, Fd, ClientInfo) when is_integer(Fd), Fd >= 0, is_map(ClientInfo) ->
+    case normalise_client_info(ClientInfo) of
+        {ok, ClientInfo1} ->
+            safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity);
+        {error, Reason} ->
+            {error, Reason}
+    end.
+
+%% @doc Hands a connected `gen_tcp' socket (or an OTP `socket' stream socket)
+%% off to the context `Ctx'.
+%%
+%% Takes the descriptor with `inet:getfd/1' (`socket:getopt(S, otp, fd)'),
+%% adds `addr' (a binary such as `<<"127.0.0.1">>'), `port' and `type' (`tcp',
+%% or `unix' for a local socket) from the peer's address (keys given in
+%% `ClientInfo' win), hands the descriptor off with {@link handoff/3}, and on
+%% `ok' closes the VM's socket. On `{error, Reason}' the socket is left open:
+%% the caller still owns it and must close it (or try another context).
+%%
+%% The socket should be passive (`{active, false}'): data the VM has already
+%% read is not passed on. `gen_tcp' sockets of the `socket' backend
+%% (`{inet_backend, socket}') have no `inet:getfd/1' and are refused with
+%% `{error, {getfd, Reason}}'.
+-spec handoff_socket(server(), gen_tcp:socket() | socket:socket(), client_info())
+    -> ok | {error, term()}.
+handoff_socket(Ctx, Socket, ClientInfo) when is_map(ClientInfo) ->
+    case socket_fd_and_peer(Socket) of
+        {ok, Fd, PeerInfo} ->
+            case handoff(Ctx, Fd, maps:merge(PeerInfo, ClientInfo)) of
+                ok ->
+                    ok = close_socket(Socket);
+                {error, Reason} ->
+                    {error, Reason}
+            end;
+        {error, Reason} ->
+            {error, Reason}
+    end.
+
+%% @equiv stats(Ctx, 5000)
+-spec stats(server()) -> stats().
+stats(Ctx) ->
+    stats(Ctx, ?DEFAULT_STATS_TIMEOUT).
+
+%% @doc The context's statistics.
+%%
+%% `id', `mode', `os_pid' (of the port program), `max_connections',
+%% `active_connections' and `total_connections' (the context's own exact
+%% counts: a connection is active from its handoff until the port reports it
+%% closed), `refused_handoffs' (refused by the context, plus any refused by
+%% the port's own limit), and, from the port, `total_requests' (calls of
+%% `data_received'), `bytes_in', `bytes_out', `python_errors' and
+%% `pending_fds'. Exits like `gen_server:call/3' when the context is not alive
+%% or does not answer within `Timeout'.
+-spec stats(server(), timeout()) -> stats().
+stats(Ctx, Timeout) ->
+    case gen_server:call(Ctx, {request, stats, []}, Timeout) of
+        {ok, Stats} ->
+            Stats;
+        {error, Reason} ->
+            exit({Reason, {?MODULE, stats, [Ctx, Timeout]}})
+    end.
+
+%% @doc Stops the context: the port calls `connection_lost()' for every open
+%% connection, closes them and exits; the context process then exits
+%% normally.
+%%
+%% Waits for the port program to exit; if it has not within the context's
+%% `stop_timeout', kills it. Returns `ok', also when the context was not
+%% alive. A context supervised with restart `permanent' is restarted by its
+%% supervisor; stop a context of {@link py_reactor_sup} with
+%% {@link py_reactor_sup:stop_context/1}.
+-spec stop(server()) -> ok.
+stop(Ctx) ->
+    try
+        gen_server:stop(Ctx, normal, infinity)
+    catch
+        exit:noproc -> ok
+    end.
+
+%% @equiv exec(Ctx, Code, 30000)
+-spec exec(server(), unicode:chardata()) -> ok | {error, term()}.
+exec(Ctx, Code) ->
+    exec(Ctx, Code, ?DEFAULT_CALL_TIMEOUT).
+
+%% @doc Runs Python statements in the context's `__main__' namespace.
+%%
+%% Names bound by `setup_code' and earlier `exec' calls are visible. Returns
+%% `{error, {python, Type, Message, Traceback}}' when the code raises,
+%% `{error, timeout}' when no reply came within `Timeout' milliseconds (the
+%% code may still be running: the port runs one thing at a time, so
+%% connections wait too), `{error, no_reactor_context}' when `Ctx' is not
+%% alive, `{error, {port_exited | port_killed, _}}' when the port died.
+-spec exec(server(), unicode:chardata(), timeout()) -> ok | {error, term()}.
+exec(Ctx, Code, Timeout) ->
+    request(Ctx, exec, [to_binary(Code)], Timeout).
+
+%% @equiv eval(Ctx, Expr, 30000)
+-spec eval(server(), unicode:chardata()) -> {ok, term()} | {error, term()}.
+eval(Ctx, Expr) ->
+    eval(Ctx, Expr, ?DEFAULT_CALL_TIMEOUT).
+
+%% @doc Evaluates a Python expression in the context's `__main__' namespace
+%% and returns its value as an Erlang term (`str' and `bytes' as binaries,
+%% `None' as `none', ...; see `docs/protocol.md'). A value with no Erlang
+%% form gives `{error, {unconvertible, Text}}'. Other errors as
+%% {@link exec/3}.
+-spec eval(server(), unicode:chardata(), timeout()) -> {ok, term()} | {error, term()}.
+eval(Ctx, Expr, Timeout) ->
+    request(Ctx, eval, [to_binary(Expr)], Timeout).
+
+%% @equiv call(Ctx, Module, Function, Args, 30000)
+-spec call(server(), atom() | unicode:chardata(), atom() | unicode:chardata(), [term()])
+    -> {ok, term()} | {error, term()}.
+call(Ctx, Module, Function, Args) ->
+    call(Ctx, Module, Function, Args, ?DEFAULT_CALL_TIMEOUT).
+
+%% @doc Calls `Module.Function(*Args)' in the context's interpreter
+%% (`Module' is imported; `'__main__'' reaches what `exec' defined).
+%%
+%% `Args' are converted to Python values; a term with no Python form (a
+%% reference, a fun, ...) gives `{error, {bad_request, Text}}'. `Timeout' is
+%% in milliseconds or `infinity'. Results and other errors as {@link eval/3}.
+-spec call(server(), atom() | unicode:chardata(), atom() | unicode:chardata(), [term()],
+           timeout()) -> {ok, term()} | {error, term()}.
+call(Ctx, Module, Function, Args, Timeout) when is_list(Args) ->
+    request(Ctx, call, [to_binary(Module), to_binary(Function), Args], Timeout).
+
+%% proc_lib.
+
+%% @private
+-spec init(pid(), term(), mode(), map()) -> no_return().
+init(Parent, Id, Mode, Opts) ->
+    process_flag(trap_exit, true),
+    logger:set_process_metadata(#{py_reactor_context => Id, domain => [py_reactor]}),
+    case register_names(Opts) of
+        ok ->
+            case start_port(Id, Mode, Opts) of
+                {ok, State} ->
+                    proc_lib:init_ack(Parent, {ok, self()}),
+                    gen_server:enter_loop(?MODULE, [], State);
+                {error, Reason} ->
+                    proc_lib:init_ack(Parent, {error, Reason}),
+                    exit(normal)
+            end;
+        {error, Reason} ->
+            proc_lib:init_ack(Parent, {error, Reason}),
+            exit(normal)
+    end.
+
+%% gen_server.
+
+%% @private Not used: contexts start with proc_lib (see start_link/3).
+-spec init(term()) -> {stop, {not_supported, term()}}.
+init(Args) ->
+    {stop, {not_supported, Args}}.
+
+%% @private
+-spec handle_call(term(), gen_server:from(), state())
+    -> {reply, term(), state()} | {noreply, state()}.
+handle_call({handoff, _Fd, _ClientInfo}, _From,
+            State = #state{conns = Conns, max_connections = Max, refused = Refused})
+        when map_size(Conns) >= Max ->
+    {reply, {error, max_connections}, State#state{refused = Refused + 1}};
+handle_call({handoff, Fd, ClientInfo}, _From, State) ->
+    {Reply, State1} = do_handoff(Fd, ClientInfo, State),
+    {reply, Reply, State1};
+handle_call({request, Kind, Args}, From, State) ->
+    do_request(Kind, Args, From, State);
+handle_call(Request, From, State) ->
+    ?LOG_ERROR("py_reactor_context ~0p: unexpected call ~0p from ~0p",
+               [State#state.id, Request, From]),
+    {reply, {error, {unexpected_call, Request}}, State}.
+
+%% @private
+-spec handle_cast(term(), state()) -> {noreply, state()}.
+handle_cast(Msg, State) ->
+    ?LOG_ERROR("py_reactor_context ~0p: unexpected cast ~0p", [State#state.id, Msg]),
+    {noreply, State}.
+
+%% @private
+-spec handle_info(term(), state()) -> {noreply, state()} | {stop, term(), state()}.
+handle_info({Port, {data, Frame}}, State = #state{port = Port}) ->
+    {noreply, handle_frame(Frame, State)};
+handle_info({Port, {exit_status, Status}}, State = #state{port = Port}) ->
+    {stop, exit_reason(Status), State#state{port = undefined}};
+handle_info({'EXIT', Port, Reason}, State = #state{port = Port}) ->
+    %% The port closed without its exit status (a write to a dead program,
+    %% say); the status usually follows at once and says more.
+    receive
+        {Port, {exit_status, Status}} ->
+            {stop, exit_reason(Status), State#state{port = undefined}}
+    after ?KILL_WAIT ->
+        {stop, {port_closed, Reason}, State#state{port = undefined}}
+    end;
+handle_info({'EXIT', _Pid, normal}, State) ->
+    {noreply, State};
+handle_info({'EXIT', _Pid, Reason}, State) ->
+    %% A process linked to the context died: die with it, as an untrapped
+    %% link would.
+    {stop, Reason, State};
+handle_info(Info, State) ->
+    ?LOG_ERROR("py_reactor_context ~0p: unexpected message ~0p", [State#state.id, Info]),
+    {noreply, State}.
+
+%% @private
+-spec terminate(term(), state()) -> ok.
+terminate(Reason, State) ->
+    State1 = shutdown_port(State),
+    ok = close_aux(State1),
+    ReplyReason = case Reason of
+        {port_exited, _} -> Reason;
+        {port_killed, _} -> Reason;
+        {port_closed, _} -> Reason;
+        _ -> stopped
+    end,
+    _ = [gen_server:reply(From, {error, ReplyReason})
+         || {_Kind, From} <- maps:values(State1#state.requests)],
+    ok.
+
+%% @private
+-spec code_change(term(), state(), term()) -> {ok, state()}.
+code_change(_OldVsn, State, _Extra) ->
+    {ok, State}.
+
+%% Internal: starting.
+
+is_mode(worker) -> true;
+is_mode(subinterp) -> true;
+is_mode(owngil) -> true;
+is_mode(_) -> false.
+
+check_opts(Opts) ->
+    Defaults = #{max_connections => 100,
+                 python_path => [],
+                 default => false,
+                 start_timeout => 30000,
+                 stop_timeout => 5000,
+                 env => []},
+    check_opts(maps:to_list(Opts), Defaults).
+
+check_opts([], Acc) ->
+    {ok, Acc};
+check_opts([{Key, Value} | Rest], Acc) ->
+    case check_opt(Key, Value) of
+        {ok, Value1} -> check_opts(Rest, Acc#{Key => Value1});
+        error -> {error, {bad_option, {Key, Value}}};
+        unknown -> {error, {unknown_option, Key}}
+    end.
+
+check_opt(max_connections, N) when is_integer(N), N > 0 -> {ok, N};
+check_opt(setup_code, Code) -> chardata_opt(Code);
+check_opt(app_module, Name) when is_atom(Name) -> {ok, atom_to_binary(Name)};
+check_opt(app_module, Name) -> chardata_opt(Name);
+check_opt(app_callable, Name) when is_atom(Name) -> {ok, atom_to_binary(Name)};
+check_opt(app_callable, Name) -> chardata_opt(Name);
+check_opt(python_path, Dirs) when is_list(Dirs) ->
+    try
+        {ok, [unicode:characters_to_binary(filename:absname(Dir)) || Dir <- Dirs]}
+    catch
+        error:_ -> error
+    end;
+check_opt(name, Name) when is_atom(Name), Name =/= undefined -> {ok, Name};
+check_opt(default, Bool) when is_boolean(Bool) -> {ok, Bool};
+check_opt(start_timeout, T) when T =:= infinity; is_integer(T), T >= 0 -> {ok, T};
+check_opt(stop_timeout, T) when T =:= infinity; is_integer(T), T >= 0 -> {ok, T};
+check_opt(port_executable, Path) when is_list(Path); is_binary(Path) ->
+    try {ok, filename:absname(Path)} catch error:_ -> error end;
+check_opt(env, Env) when is_list(Env) ->
+    case lists:all(fun({K, V}) -> io_lib:printable_list(K)
+                                      andalso (V =:= false orelse io_lib:printable_list(V));
+                      (_) -> false
+                   end, Env) of
+        true -> {ok, Env};
+        false -> error
+    end;
+check_opt(Key, _Value) when Key =:= max_connections; Key =:= name;
+                            Key =:= default; Key =:= start_timeout;
+                            Key =:= stop_timeout; Key =:= python_path;
+                            Key =:= port_executable; Key =:= env ->
+    error;
+check_opt(_Key, _Value) ->
+    unknown.
+
+chardata_opt(Data) ->
+    case unicode:characters_to_binary(Data) of
+        Bin when is_binary(Bin) -> {ok, Bin};
+        _ -> error
+    end.
+
+register_names(Opts) ->
+    Names = [Name || Name <- [maps:get(name, Opts, undefined)], Name =/= undefined]
+        ++ [?DEFAULT_NAME || maps:get(default, Opts)],
+    register_names1(Names).
+
+register_names1([]) ->
+    ok;
+register_names1([Name | Rest]) ->
+    try register(Name, self()) of
+        true -> register_names1(Rest)
+    catch
+        error:badarg ->
+            {error, {already_started, whereis(Name)}}
+    end.
+
+start_port(Id, Mode, Opts) ->
+    Exe = maps:get(port_executable, Opts, default_executable()),
+    Deadline = deadline(maps:get(start_timeout, Opts)),
+    PortOpts = [{packet, 4}, binary, exit_status, use_stdio, hide,
+                {args, ["serve", "--vm-pid", os:getpid()]},
+                {env, maps:get(env, Opts)}],
+    try open_port({spawn_executable, Exe}, PortOpts) of
+        Port ->
+            {os_pid, OsPid} = erlang:port_info(Port, os_pid),
+            State = #state{id = Id, mode = Mode, port = Port, os_pid = OsPid,
+                           max_connections = maps:get(max_connections, Opts),
+                           stop_timeout = maps:get(stop_timeout, Opts)},
+            case handshake(Opts, Deadline, State) of
+                {ok, State1} ->
+                    {ok, State1};
+                {error, Reason, State1} ->
+                    _ = shutdown_port(State1),
+                    ok = close_aux(State1),
+                    {error, Reason}
+            end
+    catch
+        error:Reason ->
+            {error, {open_port, Reason, Exe}}
+    end.
+
+default_executable() ->
+    case code:priv_dir(py_reactor) of
+        {error, bad_name} ->
+            %% The application is not in the code path as an application
+            %% (ebin without an app directory): try the directory of this
+            %% module's beam.
+            filename:join([filename:dirname(filename:dirname(code:which(?MODULE))),
+                           "priv", "py_reactor_port"]);
+        Priv ->
+            filename:join(Priv, "py_reactor_port")
+    end.
+
+handshake(Opts, Deadline, State0) ->
+    case await_hello(Deadline, State0) of
+        {ok, Hello, State1} ->
+            MaxFrame = maps:get(max_frame, Hello, State1#state.max_frame),
+            State2 = State1#state{max_frame = MaxFrame},
+            case connect_aux(maps:get(socket_path, Hello)) of
+                {ok, Sock} ->
+                    setup(Opts, Deadline, State2#state{sock = Sock});
+                {error, Reason} ->
+                    {error, Reason, State2}
+            end;
+        {error, Reason, State1} ->
+            {error, Reason, State1}
+    end.
+
+await_hello(Deadline, State = #state{port = Port}) ->
+    receive
+        {Port, {data, Frame}} ->
+            case decode(Frame) of
+                {ok, {hello, Hello = #{protocol := ?PROTOCOL_VERSION, socket_path := _}}} ->
+                    {ok, Hello, State};
+                {ok, {hello, Hello}} ->
+                    {error, {bad_hello, Hello}, State};
+                {ok, {log, _, _} = Log} ->
+                    await_hello(Deadline, handle_term(Log, State));
+                {ok, Term} ->
+                    {error, {unexpected_frame, Term}, State};
+                error ->
+                    {error, {bad_frame, Frame}, State}
+            end;
+        {Port, {exit_status, Status}} ->
+            {error, exit_reason(Status), State#state{port = undefined}}
+    after timeout(Deadline) ->
+        {error, {timeout, hello}, State}
+    end.
+
+connect_aux(Path) ->
+    case socket:open(local, stream, default) of
+        {ok, Sock} ->
+            case socket:connect(Sock, #{family => local, path => Path}) of
+                ok ->
+                    {ok, Sock};
+                {error, Reason} ->
+                    _ = socket:close(Sock),
+                    {error, {aux_connect, Reason}}
+            end;
+        {error, Reason} ->
+            {error, {aux_connect, Reason}}
+    end.
+
+setup(Opts, Deadline, State = #state{id = Id, next_ref = Ref}) ->
+    SetupOpts0 = maps:with([setup_code, app_module, app_callable, python_path,
+                            max_connections], Opts),
+    ContextId = case convertible(Id) of
+        true -> Id;
+        false -> iolist_to_binary(io_lib:format("~0p", [Id]))
+    end,
+    SetupOpts = SetupOpts0#{context_id => ContextId},
+    case send_frame({setup, Ref, SetupOpts}, State) of
+        ok ->
+            await_setup(Ref, Deadline, State#state{next_ref = Ref + 1});
+        {error, Reason} ->
+            {error, Reason, State}
+    end.
+
+await_setup(Ref, Deadline, State = #state{port = Port}) ->
+    receive
+        {Port, {data, Frame}} ->
+            case decode(Frame) of
+                {ok, {reply, Ref, ok}} ->
+                    {ok, State#state{set_up = true}};
+                {ok, {reply, Ref, {error, Reason}}} ->
+                    {error, Reason, State};
+                {ok, {reply, Ref, Other}} ->
+                    {error, {bad_reply, Other}, State};
+                {ok, Term} ->
+                    await_setup(Ref, Deadline, handle_term(Term, State));
+                error ->
+                    await_setup(Ref, Deadline, handle_frame(Frame, State))
+            end;
+        {Port, {exit_status, Status}} ->
+            {error, exit_reason(Status), State#state{port = undefined}}
+    after timeout(Deadline) ->
+        {error, {timeout, setup}, State}
+    end.
+
+%% Internal: stopping.
+
+%% Ends the port program, whatever state it is in, and returns once its OS
+%% process is gone.
+shutdown_port(State = #state{port = undefined}) ->
+    State;
+shutdown_port(State = #state{set_up = true, next_ref = Ref, stop_timeout = Timeout}) ->
+    case send_frame({stop, Ref}, State) of
+        ok -> await_exit(Ref, deadline(Timeout), State#state{next_ref = Ref + 1});
+        {error, _} -> await_exit(Ref, deadline(0), State)
+    end;
+shutdown_port(State = #state{set_up = false, port = Port, os_pid = OsPid,
+                             stop_timeout = Timeout}) ->
+    %% Before a successful setup the port answers `stop' with not_set_up:
+    %% close its stdin (end of file makes it exit) and wait for the process.
+    ok = close_port(Port),
+    ok = await_os_exit(OsPid, deadline(Timeout)),
+    flush_port(Port),
+    State#state{port = undefined}.
+
+%% Waits for the port's exit status, handling the notices (closed
+%% connections, messages Python sends from connection_lost, logs) that come
+%% before it.
+await_exit(StopRef, Deadline, State = #state{port = Port, os_pid = OsPid}) ->
+    receive
+        {Port, {data, Frame}} ->
+            case decode(Frame) of
+                {ok, {reply, StopRef, _}} -> await_exit(StopRef, Deadline, State);
+                {ok, Term} -> await_exit(StopRef, Deadline, handle_term(Term, State));
+                error -> await_exit(StopRef, Deadline, handle_frame(Frame, State))
+            end;
+        {Port, {exit_status, _Status}} ->
+            flush_port(Port),
+            State#state{port = undefined}
+    after timeout(Deadline) ->
+        ?LOG_WARNING("py_reactor_context ~0p: port program (os pid ~b) did not exit in time; "
+                     "killing it", [State#state.id, OsPid]),
+        ok = kill_os_pid(OsPid),
+        receive
+            {Port, {exit_status, _}} -> ok
+        after ?KILL_WAIT ->
+            ok = close_port(Port),
+            ok = await_os_exit(OsPid, deadline(?KILL_WAIT))
+        end,
+        flush_port(Port),
+        State#state{port = undefined}
+    end.
+
+close_port(Port) ->
+    try port_close(Port) of
+        true -> ok
+    catch
+        error:badarg -> ok % Already closed.
+    end.
+
+flush_port(Port) ->
+    receive
+        {'EXIT', Port, _} -> flush_port(Port);
+        {Port, _} -> flush_port(Port)
+    after 0 ->
+        ok
+    end.
+
+await_os_exit(OsPid, Deadline) ->
+    case os_pid_alive(OsPid) of
+        false ->
+            ok;
+        true ->
+            case timeout(Deadline) of
+                0 ->
+                    ok = kill_os_pid(OsPid),
+                    wait_os_exit(OsPid, 200);
+                _ ->
+                    receive after 5 -> ok end,
+                    await_os_exit(OsPid, Deadline)
+            end
+    end.
+
+wait_os_exit(_OsPid, 0) ->
+    ok;
+wait_os_exit(OsPid, Tries) ->
+    case os_pid_alive(OsPid) of
+        false -> ok;
+        true -> receive after 10 -> wait_os_exit(OsPid, Tries - 1) end
+    end.
+
+%% A process that has exited but is not reaped yet (a zombie) counts as gone.
+os_pid_alive(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
+        {ok, Stat} ->
+            case string:split(Stat, ")", trailing) of
+                [_, <<" Z", _/binary>>] -> false;
+                [_, <<" X", _/binary>>] -> false;
+                _ -> true
+            end;
+        {error, _} ->
+            false
+    end.
+
+kill_os_pid(OsPid) ->
+    _ = os:cmd("kill -9 " ++ integer_to_list(OsPid) ++ " 2>/dev/null"),
+    ok.
+
+close_aux(#state{sock = undefined}) ->
+    ok;
+close_aux(#state{sock = Sock}) ->
+    _ = socket:close(Sock),
+    ok.
+
+exit_reason(Status) when Status > 128 ->
+    {port_killed, signal_name(Status - 128)};
+exit_reason(Status) ->
+    {port_exited, Status}.
+
+%% Linux signal numbers.
+signal_name(1) -> sighup;
+signal_name(2) -> sigint;
+signal_name(3) -> sigquit;
+signal_name(4) -> sigill;
+signal_name(5) -> sigtrap;
+signal_name(6) -> sigabrt;
+signal_name(7) -> sigbus;
+signal_name(8) -> sigfpe;
+signal_name(9) -> sigkill;
+signal_name(10) -> sigusr1;
+signal_name(11) -> sigsegv;
+signal_name(12) -> sigusr2;
+signal_name(13) -> sigpipe;
+signal_name(14) -> sigalrm;
+signal_name(15) -> sigterm;
+signal_name(16) -> sigstkflt;
+signal_name(17) -> sigchld;
+signal_name(18) -> sigcont;
+signal_name(19) -> sigstop;
+signal_name(20) -> sigtstp;
+signal_name(21) -> sigttin;
+signal_name(22) -> sigttou;
+signal_name(23) -> sigurg;
+signal_name(24) -> sigxcpu;
+signal_name(25) -> sigxfsz;
+signal_name(26) -> sigvtalrm;
+signal_name(27) -> sigprof;
+signal_name(28) -> sigwinch;
+signal_name(29) -> sigio;
+signal_name(30) -> sigpwr;
+signal_name(31) -> sigsys;
+signal_name(N) -> N.
+
+%% Internal: handoff and requests.
+
+do_handoff(Fd, ClientInfo, State = #state{sock = Sock, next_conn_id = ConnId,
+                                          conns = Conns, total = Total}) ->
+    Msg = #{iov => [<<ConnId:64/big>>],
+            ctrl => [#{level => socket, type => rights, data => <<Fd:32/native>>}]},
+    case send_fd(Sock, Msg) of
+        ok ->
+            ClientInfo1 = ClientInfo#{reactor_pid => self(), conn_id => ConnId},
+            State1 = State#state{next_conn_id = ConnId + 1},
+            case send_frame({handoff, ConnId, ClientInfo1}, State1) of
+                ok ->
+                    {ok, State1#state{conns = Conns#{ConnId => true}, total = Total + 1}};
+                {error, Reason} ->
+                    {{error, Reason}, State1}
+            end;
+        {error, Reason} ->
+            {{error, {aux_socket, Reason}}, State}
+    end.
+
+send_fd(Sock, Msg) ->
+    case socket:sendmsg(Sock, Msg, ?AUX_SEND_TIMEOUT) of
+        ok ->
+            ok;
+        {ok, Rest} ->
+            %% Part of the id went with the descriptor; send the rest.
+            socket:send(Sock, Rest, ?AUX_SEND_TIMEOUT);
+        {error, {Reason, _Rest}} ->
+            {error, Reason};
+        {error, Reason} ->
+            {error, Reason}
+    end.
+
+do_request(Kind, Args, From, State = #state{next_ref = Ref, requests = Requests}) ->
+    Request = list_to_tuple([Kind, Ref | Args]),
+    case send_frame(Request, State) of
+        ok ->
+            {noreply, State#state{next_ref = Ref + 1,
+                                  requests = Requests#{Ref => {Kind, From}}}};
+        {error, Reason} ->
+            {reply, {error, Reason}, State}
+    end.
+
+request(Ctx, Kind, Args, Timeout) ->
+    safe_call(Ctx, {request, Kind, Args}, Timeout).
+
+safe_call(Ctx, Request, Timeout) ->
+    try
+        gen_server:call(Ctx, Request, Timeout)
+    catch
+        exit:{timeout, {gen_server, call, _}} ->
+            {error, timeout};
+        exit:{noproc, {gen_server, call, _}} ->
+            {error, no_reactor_context};
+        exit:{Reason, {gen_server, call, _}} ->
+            {error, {context_exited, Reason}}
+    end.
+
+reply_request(stats, From, {ok, PortStats}, State) when is_map(PortStats) ->
+    gen_server:reply(From, {ok, merge_stats(PortStats, State)});
+reply_request(exec, From, ok, _State) ->
+    gen_server:reply(From, ok);
+reply_request(Kind, From, {ok, Value}, _State) when Kind =:= eval; Kind =:= call ->
+    gen_server:reply(From, {ok, Value});
+reply_request(_Kind, From, {error, Reason}, _State) ->
+    gen_server:reply(From, {error, Reason});
+reply_request(Kind, From, Result, State) ->
+    ?LOG_ERROR("py_reactor_context ~0p: bad reply to ~0p: ~0p", [State#state.id, Kind, Result]),
+    gen_server:reply(From, {error, {bad_reply, Result}}).
+
+merge_stats(PortStats, #state{id = Id, mode = Mode, os_pid = OsPid, conns = Conns,
+                              total = Total, refused = Refused,
+                              max_connections = Max}) ->
+    Zero = #{total_requests => 0, bytes_in => 0, bytes_out => 0, python_errors => 0,
+             refused_handoffs => 0},
+    Port = maps:merge(Zero, PortStats),
+    Port#{id => Id,
+          mode => Mode,
+          os_pid => OsPid,
+          max_connections => Max,
+          active_connections => map_size(Conns),
+          total_connections => Total,
+          refused_handoffs => Refused + maps:get(refused_handoffs, Port)}.
+
+send_frame(Term, #state{port = Port, max_frame = MaxFrame}) ->
+    Frame = term_to_binary(Term),
+    case byte_size(Frame) of
+        Size when Size > MaxFrame ->
+            {error, {frame_too_large, Size, MaxFrame}};
+        _ ->
+            try port_command(Port, Frame) of
+                true -> ok
+            catch
+                error:badarg -> {error, port_closed}
+            end
+    end.
+
+%% Internal: frames from the port.
+
+decode(Frame) ->
+    try binary_to_term(Frame) of
+        Term -> {ok, Term}
+    catch
+        error:badarg -> error
+    end.
+
+handle_frame(Frame, State) ->
+    case decode(Frame) of
+        {ok, Term} ->
+            handle_term(Term, State);
+        error ->
+            ?LOG_ERROR("py_reactor_context ~0p: undecodable frame from the port: ~0P",
+                       [State#state.id, Frame, 20]),
+            State
+    end.
+
+handle_term({reply, Ref, Result}, State = #state{requests = Requests}) ->
+    case maps:take(Ref, Requests) of
+        {{Kind, From}, Requests1} ->
+            reply_request(Kind, From, Result, State),
+            State#state{requests = Requests1};
+        error ->
+            ?LOG_ERROR("py_reactor_context ~0p: reply to an unknown request ~0p: ~0P",
+                       [State#state.id, Ref, Result, 30]),
+            State
+    end;
+handle_term({closed, ConnId, Reason}, State = #state{conns = Conns}) ->
+    case maps:take(ConnId, Conns) of
+        {true, Conns1} ->
+            log_closed(ConnId, Reason, State),
+            State#state{conns = Conns1};
+        error ->
+            ?LOG_ERROR("py_reactor_context ~0p: closed notice for unknown connection ~0p: ~0P",
+                       [State#state.id, ConnId, Reason, 30]),
+            State
+    end;
+handle_term({log, Level, Text}, State = #state{id = Id}) ->
+    Meta = #{py_reactor_context => Id, domain => [py_reactor]},
+    case is_log_level(Level) of
+        true ->
+            logger:log(Level, "py_reactor_context ~0p: ~ts", [Id, Text], Meta);
+        false ->
+            logger:log(error, "py_reactor_context ~0p: (bad level ~0p) ~ts",
+                       [Id, Level, Text], Meta)
+    end,
+    State;
+handle_term({send, Pid, Term}, State) when is_pid(Pid) ->
+    Pid ! Term,
+    State;
+handle_term({frame_error, Text}, State) ->
+    ?LOG_ERROR("py_reactor_context ~0p: the port refused a frame: ~ts", [State#state.id, Text]),
+    State;
+handle_term({aux_error, Text}, State) ->
+    ?LOG_ERROR("py_reactor_context ~0p: auxiliary socket: ~ts", [State#state.id, Text]),
+    State;
+handle_term(Term, State) ->
+    ?LOG_ERROR("py_reactor_context ~0p: unknown frame from the port: ~0P",
+               [State#state.id, Term, 30]),
+    State.
+
+is_log_level(Level) ->
+    lists:member(Level, [emergency, alert, critical, error, warning, notice, info, debug]).
+
+log_closed(_ConnId, Reason, _State) when Reason =:= normal; Reason =:= eof;
+                                         Reason =:= stopped ->
+    ok;
+log_closed(ConnId, {error, Errno}, State) ->
+    ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: ~0p",
+               [State#state.id, ConnId, Errno]);
+log_closed(ConnId, {python, Type, Message, _Traceback}, State) ->
+    %% The port logs the traceback itself, once, at error.
+    ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed by a Python exception: ~ts: ~ts",
+               [State#state.id, ConnId, Type, Message]);
+log_closed(ConnId, {bad_action, Text}, State) ->
+    ?LOG_WARNING("py_reactor_context ~0p: connection ~b closed: the protocol returned "
+                 "a bad action: ~ts", [State#state.id, ConnId, Text]);
+log_closed(ConnId, Reason, State) when Reason =:= max_connections; Reason =:= not_set_up;
+                                       Reason =:= duplicate_id; Reason =:= fd_not_received ->
+    ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: ~0p",
+                 [State#state.id, ConnId, Reason]);
+log_closed(ConnId, Reason, State) ->
+    ?LOG_WARNING("py_reactor_context ~0p: connection ~b closed: ~0P",
+                 [State#state.id, ConnId, Reason, 30]).
+
+%% Internal: client info and sockets.
+
+normalise_client_info(ClientInfo) ->
+    ClientInfo1 = case ClientInfo of
+        #{addr := Addr} when is_tuple(Addr) ->
+            case inet:ntoa(Addr) of
+                {error, einval} -> ClientInfo;
+                Text -> ClientInfo#{addr := list_to_binary(Text)}
+            end;
+        #{addr := Addr} when is_list(Addr) ->
+            case unicode:characters_to_binary(Addr) of
+                Bin when is_binary(Bin) -> ClientInfo#{addr := Bin};
+                _ -> ClientInfo
+            end;
+        _ ->
+            ClientInfo
+    end,
+    case convertible(ClientInfo1) of
+        true -> {ok, ClientInfo1};
+        false -> {error, {bad_client_info, ClientInfo}}
+    end.
+
+%% Whether a term has a Python form (docs/protocol.md, "Terms and Python
+%% values").
+convertible(T) when is_integer(T); is_float(T); is_atom(T); is_pid(T) -> true;
+convertible(T) when is_binary(T) -> true;
+convertible(T) when is_bitstring(T) -> false;
+convertible(T) when is_tuple(T) -> convertible_list(tuple_to_list(T));
+convertible(T) when is_map(T) ->
+    maps:fold(fun(K, V, Acc) -> Acc andalso convertible(K) andalso convertible(V) end,
+              true, T);
+convertible(T) when is_list(T) -> convertible_list(T);
+convertible(_) -> false.
+
+convertible_list([]) -> true;
+convertible_list([H | T]) -> convertible(H) andalso convertible_list(T);
+convertible_list(_Improper) -> false.
+
+socket_fd_and_peer({'$socket', _} = Socket) ->
+    case socket:getopt(Socket, otp, fd) of
+        {ok, Fd} ->
+            case socket:peername(Socket) of
+                {ok, #{family := local, path := Path}} ->
+                    {ok, Fd, #{addr => to_binary(Path), type => unix}};
+                {ok, #{family := Family, addr := Addr, port := PeerPort}}
+                        when Family =:= inet; Family =:= inet6 ->
+                    {ok, Fd, #{addr => list_to_binary(inet:ntoa(Addr)), port => PeerPort,
+                               type => tcp}};
+                {ok, Other} ->
+                    {ok, Fd, #{addr => iolist_to_binary(io_lib:format("~0p", [Other]))}};
+                {error, Reason} ->
+                    {error, {peername, Reason}}
+            end;
+        {error, Reason} ->
+            {error, {getfd, Reason}}
+    end;
+socket_fd_and_peer(Socket) ->
+    try inet:getfd(Socket) of
+        {ok, Fd} ->
+            case inet:peername(Socket) of
+                {ok, {local, Path}} ->
+                    {ok, Fd, #{addr => to_binary(Path), type => unix}};
+                {ok, {Addr, PeerPort}} ->
+                    {ok, Fd, #{addr => list_to_binary(inet:ntoa(Addr)), port => PeerPort,
+                               type => tcp}};
+                {error, Reason} ->
+                    {error, {peername, Reason}}
+            end;
+        {error, Reason} ->
+            {error, {getfd, Reason}}
+    catch
+        error:Reason ->
+            {error, {getfd, Reason}}
+    end.
+
+close_socket({'$socket', _} = Socket) ->
+    _ = socket:close(Socket),
+    ok;
+close_socket(Socket) ->
+    gen_tcp:close(Socket).
+
+%% Internal: helpers.
+
+to_binary(Atom) when is_atom(Atom) ->
+    atom_to_binary(Atom);
+to_binary(Data) ->
+    case unicode:characters_to_binary(Data) of
+        Bin when is_binary(Bin) -> Bin;
+        _ -> erlang:error(badarg, [Data])
+    end.
+
+deadline(infinity) -> infinity;
+deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
+
+timeout(infinity) -> infinity;
+timeout(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).

@@ -1,0 +1,159 @@
+%% @doc Runnable servers built on `py_reactor': the specification's HTTP and
+%% echo examples.
+%%
+%% A `gen_tcp' acceptor accepts connections on 127.0.0.1 and hands each one
+%% to a reactor context with {@link py_reactor_context:handoff_socket/3};
+%% the context's port program runs the Python protocol from `examples/'
+%% (`http_protocol.py' or `echo_protocol.py', which set the protocol factory
+%% when imported).
+%%
+%% From a shell in the repository (after `rebar3 compile'):
+%%
+%% ```
+%% rebar3 shell --eval 'py_reactor_example:main(8080).'
+%% erl -pa _build/default/lib/py_reactor/ebin -pa _build/default/extras/examples \
+%%     -noshell -s py_reactor_example main 8080
+%% '''
+%%
+%% then `curl http://127.0.0.1:8080/'. {@link echo/1} runs the echo server
+%% the same way. {@link start/2} and {@link stop/1} run either without
+%% blocking (the test suites use them).
+%%
+%% The Python files are looked up in `$PY_REACTOR_EXAMPLES', else next to
+%% this module's source file.
+-module(py_reactor_example).
+
+-export([main/1, echo/1, start/2, stop/1, examples_dir/0]).
+
+-type kind() :: http | echo.
+-type server() :: #{kind := kind(),
+                    port := inet:port_number(),
+                    context := atom(),
+                    context_id := term(),
+                    acceptor := pid()}.
+-export_type([kind/0, server/0]).
+
+%% @doc Runs the HTTP example on 127.0.0.1:`Port' and never returns.
+%%
+%% `Port' may also be given as `erl -s' passes it: `[Atom]'.
+-spec main(inet:port_number() | [atom() | string()]) -> no_return().
+main(Port) ->
+    run(http, Port).
+
+%% @doc Runs the echo example on 127.0.0.1:`Port' and never returns.
+-spec echo(inet:port_number() | [atom() | string()]) -> no_return().
+echo(Port) ->
+    run(echo, Port).
+
+%% @doc Starts an example server on 127.0.0.1:`Port' (0 picks a free port)
+%% and returns at once.
+%%
+%% Starts the `py_reactor' application, a context supervised by
+%% {@link py_reactor_sup} (registered as `py_reactor_example_KIND_PORT', so the
+%% acceptor finds it again after a restart) and an acceptor process that
+%% owns the listening socket.
+-spec start(kind(), inet:port_number()) -> {ok, server()} | {error, term()}.
+start(Kind, Port) when (Kind =:= http orelse Kind =:= echo), is_integer(Port) ->
+    {ok, _} = application:ensure_all_started(py_reactor),
+    ListenOpts = [binary, {active, false}, {reuseaddr, true}, {ip, {127, 0, 0, 1}},
+                  {backlog, 1024}],
+    case gen_tcp:listen(Port, ListenOpts) of
+        {ok, LSock} ->
+            {ok, ActualPort} = inet:port(LSock),
+            Name = list_to_atom(lists:concat([?MODULE, "_", Kind, "_", ActualPort])),
+            Id = {?MODULE, Kind, ActualPort},
+            Opts = #{python_path => [examples_dir()],
+                     setup_code => setup_code(Kind),
+                     name => Name},
+            case py_reactor_sup:start_context(Id, worker, Opts) of
+                {ok, _Ctx} ->
+                    Acceptor = start_acceptor(LSock, Name),
+                    {ok, #{kind => Kind, port => ActualPort, context => Name,
+                           context_id => Id, acceptor => Acceptor}};
+                {error, Reason} ->
+                    ok = gen_tcp:close(LSock),
+                    {error, Reason}
+            end;
+        {error, Reason} ->
+            {error, {listen, Reason}}
+    end.
+
+%% @doc Stops a server started with {@link start/2}: the acceptor (closing
+%% the listening socket) and the context (closing its connections).
+-spec stop(server()) -> ok.
+stop(#{acceptor := Acceptor, context_id := Id}) ->
+    MRef = monitor(process, Acceptor),
+    exit(Acceptor, shutdown),
+    receive
+        {'DOWN', MRef, process, Acceptor, _} -> ok
+    end,
+    case py_reactor_sup:stop_context(Id) of
+        ok -> ok;
+        {error, not_found} -> ok
+    end.
+
+%% @doc The directory holding the examples' Python files.
+-spec examples_dir() -> file:filename().
+examples_dir() ->
+    case os:getenv("PY_REACTOR_EXAMPLES") of
+        false ->
+            Source = proplists:get_value(source, ?MODULE:module_info(compile)),
+            filename:dirname(Source);
+        Dir ->
+            Dir
+    end.
+
+%% Internal.
+
+run(Kind, Port0) ->
+    Port = port_number(Port0),
+    case start(Kind, Port) of
+        {ok, #{port := ActualPort}} ->
+            case Kind of
+                http -> io:format("curl http://127.0.0.1:~b/~n", [ActualPort]);
+                echo -> io:format("echo hello | nc 127.0.0.1 ~b~n", [ActualPort])
+            end,
+            receive after infinity -> ok end;
+        {error, Reason} ->
+            io:format(standard_error, "py_reactor_example: cannot start: ~p~n", [Reason]),
+            erlang:halt(1)
+    end.
+
+port_number(Port) when is_integer(Port) -> Port;
+port_number([Arg]) when is_atom(Arg) -> list_to_integer(atom_to_list(Arg));
+port_number([Arg]) when is_list(Arg) -> list_to_integer(Arg).
+
+setup_code(http) ->
+    <<"import http_protocol\n">>;
+setup_code(echo) ->
+    <<"import echo_protocol\n">>.
+
+start_acceptor(LSock, Ctx) ->
+    Acceptor = spawn(fun() ->
+        receive
+            {go, LSock} -> accept_loop(LSock, Ctx)
+        end
+    end),
+    ok = gen_tcp:controlling_process(LSock, Acceptor),
+    Acceptor ! {go, LSock},
+    Acceptor.
+
+accept_loop(LSock, Ctx) ->
+    case gen_tcp:accept(LSock) of
+        {ok, Sock} ->
+            case py_reactor_context:handoff_socket(Ctx, Sock, #{}) of
+                ok ->
+                    ok;
+                {error, Reason} ->
+                    %% The socket is still ours: refuse the connection.
+                    logger:warning("py_reactor_example: handoff refused: ~p", [Reason]),
+                    ok = gen_tcp:close(Sock)
+            end,
+            accept_loop(LSock, Ctx);
+        {error, closed} ->
+            ok;
+        {error, Reason} ->
+            logger:error("py_reactor_example: accept failed: ~p", [Reason]),
+            receive after 100 -> ok end,
+            accept_loop(LSock, Ctx)
+    end.

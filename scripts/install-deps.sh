@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Installs what building and testing py_reactor needs, and only what is
+# missing; safe to run again (`make deps` runs it before every build).
+#
+#   - Erlang/OTP with erts headers, rebar3, Common Test, EUnit and Dialyzer
+#     (Debian packages; `apt-get update` first, only when something is missing)
+#   - the Python tools pinned in requirements-dev.txt (pytest, ruff), with pip,
+#     into the same python3 that the port program is built against
+#
+# Not installed here: the Rust toolchain (cargo) and python3 itself, which the
+# machine provides; their absence is reported as an error.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON=${PYTHON:-python3}
+REQUIREMENTS=requirements-dev.txt
+APT_PACKAGES=(erlang-nox erlang-dev rebar3 erlang-common-test erlang-eunit erlang-dialyzer)
+
+say() { printf 'install-deps: %s\n' "$*"; }
+die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+# --- Erlang/OTP and rebar3 --------------------------------------------------
+
+missing_erlang() {
+    local tool
+    for tool in erl erlc rebar3; do
+        command -v "$tool" >/dev/null 2>&1 || { echo "$tool"; return 0; }
+    done
+    # The OTP applications the build and tests use, and the erts headers
+    # (erlang-dev), checked in one VM start: prints what is missing.
+    local out
+    out=$(erl -noshell -eval '
+        Mods = [M || M <- [ct, eunit, dialyzer], code:which(M) =:= non_existing],
+        Hdr = filelib:wildcard(code:root_dir() ++ "/erts-*/include/erl_nif.h"),
+        Missing = [io_lib:format("the OTP module ~s", [M]) || M <- Mods]
+            ++ [ "the erts headers (erl_nif.h)" || Hdr =:= [] ],
+        io:put_chars(lists:join(", ", Missing)),
+        halt().' 2>/dev/null) || out="a working erl"
+    if [ -n "$out" ]; then
+        echo "$out"
+        return 0
+    fi
+    return 1
+}
+
+if what=$(missing_erlang); then
+    say "missing $what: installing ${APT_PACKAGES[*]}"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${APT_PACKAGES[@]}"
+    hash -r
+    if what=$(missing_erlang); then
+        die "still missing $what after apt-get install"
+    fi
+    say "Erlang/OTP and rebar3 installed"
+else
+    say "Erlang/OTP, rebar3, common_test, eunit and dialyzer already present"
+fi
+
+# --- Rust --------------------------------------------------------------------
+
+command -v cargo >/dev/null 2>&1 \
+    || die "cargo not found: install a Rust toolchain (rustup) and put cargo on PATH"
+say "cargo present: $(cargo --version)"
+
+# --- Python tools --------------------------------------------------------------
+
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
+
+# Prints the requirements of requirements-dev.txt that the interpreter lacks,
+# or has at another version; prints nothing when all are satisfied.
+unsatisfied() {
+    "$PYTHON" - "$REQUIREMENTS" <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+for line in open(sys.argv[1], encoding="utf-8"):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    name, _, wanted = line.partition("==")
+    try:
+        have = version(name.strip())
+    except PackageNotFoundError:
+        have = None
+    if have is None or (wanted and have != wanted.strip()):
+        print(line)
+PY
+}
+
+todo=$(unsatisfied)
+if [ -n "$todo" ]; then
+    say "installing into $("$PYTHON" -c 'import sys; print(sys.executable)'):" $todo
+    if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+        say "$PYTHON has no pip: installing python3-pip"
+        as_root apt-get update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y python3-pip
+    fi
+    pip_args=(install --disable-pip-version-check -r "$REQUIREMENTS")
+    # A Debian-managed interpreter refuses pip installs unless told otherwise.
+    stdlib=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')
+    if [ -f "$stdlib/EXTERNALLY-MANAGED" ]; then
+        pip_args+=(--break-system-packages)
+    fi
+    if [ "$(id -u)" -ne 0 ] && [ ! -w "$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" ]; then
+        pip_args+=(--user)
+    fi
+    "$PYTHON" -m pip "${pip_args[@]}"
+    todo=$(unsatisfied)
+    [ -z "$todo" ] || die "still unsatisfied after pip install: $todo"
+    say "Python tools installed"
+else
+    say "Python tools already present: $(grep -v '^#' "$REQUIREMENTS" | paste -sd ' ' -)"
+fi
+
+say "done"

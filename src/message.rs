@@ -1,0 +1,459 @@
+//! The messages of `docs/protocol.md`, as Rust types.
+//!
+//! Frames become [`Request`]s here, at the edge, and [`Notice`]s become terms
+//! here too: the rest of the port never looks inside a raw term except for
+//! the user data it passes through to Python.
+
+use eetf::Term;
+
+use crate::terms::{self, as_atom, as_bytes, as_u64, atom, atom_map, binary, integer, tuple};
+
+/// The protocol version announced in `hello`.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// Options of a `setup` request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SetupOptions {
+    pub context_id: Option<Term>,
+    pub python_path: Vec<String>,
+    pub setup_code: Option<String>,
+    pub app_module: Option<String>,
+    pub app_callable: Option<String>,
+    pub max_connections: Option<u64>,
+}
+
+/// A request from the VM.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Setup { reference: Term, options: SetupOptions },
+    Handoff { conn_id: u64, client_info: Term },
+    Stats { reference: Term },
+    Exec { reference: Term, code: String },
+    Eval { reference: Term, expr: String },
+    Call { reference: Term, module: String, function: String, args: Vec<Term> },
+    Stop { reference: Term },
+}
+
+/// Why a decoded term is not a request.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RequestError {
+    /// Not a request at all: answered with `frame_error`.
+    #[error("unknown message: {0}")]
+    Unknown(String),
+    /// A known request with bad fields: answered with `{reply, Ref, {error, {bad_request, _}}}`.
+    #[error("bad {name} request: {reason}")]
+    Bad {
+        name: &'static str,
+        reference: Term,
+        reason: String,
+    },
+}
+
+impl Request {
+    /// Interprets one decoded frame.
+    pub fn from_term(term: Term) -> Result<Request, RequestError> {
+        let Term::Tuple(t) = term else {
+            return Err(RequestError::Unknown(format!("not a tuple: {}", brief(&term))));
+        };
+        let mut elements = t.elements;
+        let name = elements.first().and_then(as_atom).unwrap_or("").to_string();
+        let arity = elements.len();
+        let bad = |name: &'static str, reference: &Term, reason: &str| RequestError::Bad {
+            name,
+            reference: reference.clone(),
+            reason: reason.to_string(),
+        };
+        match (name.as_str(), arity) {
+            ("setup", 3) => {
+                let opts = elements.pop().expect("arity checked");
+                let reference = elements.pop().expect("arity checked");
+                let options = SetupOptions::from_term(&opts)
+                    .map_err(|reason| bad("setup", &reference, &reason))?;
+                Ok(Request::Setup { reference, options })
+            }
+            ("handoff", 3) => {
+                let client_info = elements.pop().expect("arity checked");
+                let id = elements.pop().expect("arity checked");
+                match as_u64(&id) {
+                    Some(conn_id) if conn_id > 0 => Ok(Request::Handoff { conn_id, client_info }),
+                    _ => Err(RequestError::Unknown(format!(
+                        "handoff with a connection id that is not a positive 64-bit integer: {}",
+                        brief(&id)
+                    ))),
+                }
+            }
+            ("stats", 2) => Ok(Request::Stats { reference: elements.pop().expect("arity checked") }),
+            ("stop", 2) => Ok(Request::Stop { reference: elements.pop().expect("arity checked") }),
+            ("exec", 3) | ("eval", 3) => {
+                let text = elements.pop().expect("arity checked");
+                let reference = elements.pop().expect("arity checked");
+                let is_exec = name == "exec";
+                let what = if is_exec { "exec" } else { "eval" };
+                let text = text_of(&text).ok_or_else(|| bad(what, &reference, "code must be a UTF-8 binary"))?;
+                Ok(if is_exec {
+                    Request::Exec { reference, code: text }
+                } else {
+                    Request::Eval { reference, expr: text }
+                })
+            }
+            ("call", 5) => {
+                let args = elements.pop().expect("arity checked");
+                let function = elements.pop().expect("arity checked");
+                let module = elements.pop().expect("arity checked");
+                let reference = elements.pop().expect("arity checked");
+                let module = text_of(&module).ok_or_else(|| bad("call", &reference, "module must be a UTF-8 binary or atom"))?;
+                let function = text_of(&function).ok_or_else(|| bad("call", &reference, "function must be a UTF-8 binary or atom"))?;
+                let args = match args {
+                    Term::List(l) => l.elements,
+                    Term::ByteList(b) => b.bytes.into_iter().map(|b| integer(u64::from(b))).collect(),
+                    _ => return Err(bad("call", &reference, "args must be a list")),
+                };
+                Ok(Request::Call { reference, module, function, args })
+            }
+            ("setup" | "handoff" | "stats" | "stop" | "exec" | "eval" | "call", n) => {
+                Err(RequestError::Unknown(format!("{name} request with {} fields", n - 1)))
+            }
+            _ => Err(RequestError::Unknown(brief(&Term::from(eetf::Tuple::from(elements))))),
+        }
+    }
+}
+
+impl SetupOptions {
+    fn from_term(term: &Term) -> Result<SetupOptions, String> {
+        let Term::Map(map) = term else {
+            return Err("options must be a map".into());
+        };
+        let mut options = SetupOptions::default();
+        for (key, value) in &map.map {
+            let key = as_atom(key).ok_or_else(|| format!("option key {} is not an atom", brief(key)))?;
+            let text = |what: &str| text_of(value).ok_or_else(|| format!("{what} must be a UTF-8 binary"));
+            match key {
+                "context_id" => options.context_id = Some(value.clone()),
+                "setup_code" => options.setup_code = Some(text("setup_code")?),
+                "app_module" => options.app_module = Some(text("app_module")?),
+                "app_callable" => options.app_callable = Some(text("app_callable")?),
+                "max_connections" => {
+                    options.max_connections = Some(
+                        as_u64(value)
+                            .filter(|n| *n > 0)
+                            .ok_or("max_connections must be a positive integer")?,
+                    )
+                }
+                "python_path" => {
+                    let Term::List(l) = value else {
+                        return Err("python_path must be a list of binaries".into());
+                    };
+                    options.python_path = l
+                        .elements
+                        .iter()
+                        .map(|p| text_of(p).ok_or("python_path must be a list of binaries"))
+                        .collect::<Result<_, _>>()?;
+                }
+                // Options the VM uses itself may pass through; unknown ones are an error.
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// UTF-8 text from a binary, a string or an atom.
+fn text_of(term: &Term) -> Option<String> {
+    if let Some(a) = as_atom(term) {
+        return Some(a.to_string());
+    }
+    as_bytes(term).and_then(|b| String::from_utf8(b.to_vec()).ok())
+}
+
+/// A short rendering of a term for error messages.
+pub fn brief(term: &Term) -> String {
+    let mut s = term.to_string();
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+/// A Python exception, as the VM sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonError {
+    pub kind: String,
+    pub message: String,
+    pub traceback: String,
+}
+
+impl std::fmt::Display for PythonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl PythonError {
+    pub fn to_term(&self) -> Term {
+        tuple(vec![
+            atom("python"),
+            binary(self.kind.as_bytes()),
+            binary(self.message.as_bytes()),
+            binary(self.traceback.as_bytes()),
+        ])
+    }
+}
+
+/// Why a connection is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    Normal,
+    Eof,
+    Io(nix::errno::Errno),
+    Python(PythonError),
+    BadAction(String),
+    Stopped,
+    MaxConnections,
+    NotSetUp,
+    DuplicateId,
+    FdNotReceived,
+}
+
+impl CloseReason {
+    pub fn to_term(&self) -> Term {
+        match self {
+            CloseReason::Normal => atom("normal"),
+            CloseReason::Eof => atom("eof"),
+            CloseReason::Io(errno) => tuple(vec![atom("error"), atom(&errno_name(*errno))]),
+            CloseReason::Python(e) => e.to_term(),
+            CloseReason::BadAction(text) => tuple(vec![atom("bad_action"), binary(text.as_bytes())]),
+            CloseReason::Stopped => atom("stopped"),
+            CloseReason::MaxConnections => atom("max_connections"),
+            CloseReason::NotSetUp => atom("not_set_up"),
+            CloseReason::DuplicateId => atom("duplicate_id"),
+            CloseReason::FdNotReceived => atom("fd_not_received"),
+        }
+    }
+}
+
+/// `ECONNRESET` becomes `econnreset`, as `inet` names errors.
+pub fn errno_name(errno: nix::errno::Errno) -> String {
+    format!("{errno:?}").to_ascii_lowercase()
+}
+
+/// Failure of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestFailure {
+    Python(PythonError),
+    NotSetUp,
+    AlreadySetUp,
+    BadRequest(String),
+    Unconvertible(String),
+}
+
+impl RequestFailure {
+    pub fn to_term(&self) -> Term {
+        let reason = match self {
+            RequestFailure::Python(e) => e.to_term(),
+            RequestFailure::NotSetUp => atom("not_set_up"),
+            RequestFailure::AlreadySetUp => atom("already_set_up"),
+            RequestFailure::BadRequest(t) => tuple(vec![atom("bad_request"), binary(t.as_bytes())]),
+            RequestFailure::Unconvertible(t) => tuple(vec![atom("unconvertible"), binary(t.as_bytes())]),
+        };
+        tuple(vec![atom("error"), reason])
+    }
+}
+
+/// Counters reported by `stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub active_connections: u64,
+    pub total_connections: u64,
+    pub total_requests: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub python_errors: u64,
+    pub refused_handoffs: u64,
+    pub pending_fds: u64,
+}
+
+/// A message from the port to the VM.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    Hello { os_pid: u32, socket_path: String, max_frame: usize },
+    Reply { reference: Term, result: Term },
+    Closed { conn_id: u64, reason: CloseReason },
+    Log { level: LogLevel, text: String },
+    Send { pid: Term, message: Term },
+    FrameError(String),
+    AuxError(String),
+}
+
+/// Level of a `log` notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Info,
+    Warning,
+    Error,
+}
+
+impl LogLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Info => "info",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<LogLevel> {
+        match name {
+            "info" => Some(LogLevel::Info),
+            "warning" => Some(LogLevel::Warning),
+            "error" => Some(LogLevel::Error),
+            _ => None,
+        }
+    }
+}
+
+impl Notice {
+    /// `{reply, Ref, ok}`.
+    pub fn ok(reference: Term) -> Notice {
+        Notice::Reply { reference, result: atom("ok") }
+    }
+
+    /// `{reply, Ref, {ok, Value}}`.
+    pub fn ok_value(reference: Term, value: Term) -> Notice {
+        Notice::Reply { reference, result: tuple(vec![atom("ok"), value]) }
+    }
+
+    /// `{reply, Ref, {error, Reason}}`.
+    pub fn failed(reference: Term, failure: &RequestFailure) -> Notice {
+        Notice::Reply { reference, result: failure.to_term() }
+    }
+
+    pub fn stats(reference: Term, s: &Stats) -> Notice {
+        let map = atom_map(vec![
+            ("active_connections", integer(s.active_connections)),
+            ("total_connections", integer(s.total_connections)),
+            ("total_requests", integer(s.total_requests)),
+            ("bytes_in", integer(s.bytes_in)),
+            ("bytes_out", integer(s.bytes_out)),
+            ("python_errors", integer(s.python_errors)),
+            ("refused_handoffs", integer(s.refused_handoffs)),
+            ("pending_fds", integer(s.pending_fds)),
+        ]);
+        Notice::ok_value(reference, map)
+    }
+
+    pub fn to_term(&self) -> Term {
+        match self {
+            Notice::Hello { os_pid, socket_path, max_frame } => tuple(vec![
+                atom("hello"),
+                atom_map(vec![
+                    ("protocol", integer(PROTOCOL_VERSION)),
+                    ("os_pid", integer(u64::from(*os_pid))),
+                    ("socket_path", binary(socket_path.as_bytes())),
+                    ("max_frame", integer(*max_frame as u64)),
+                ]),
+            ]),
+            Notice::Reply { reference, result } => tuple(vec![atom("reply"), reference.clone(), result.clone()]),
+            Notice::Closed { conn_id, reason } => tuple(vec![atom("closed"), integer(*conn_id), reason.to_term()]),
+            Notice::Log { level, text } => tuple(vec![atom("log"), atom(level.name()), binary(text.as_bytes())]),
+            Notice::Send { pid, message } => tuple(vec![atom("send"), pid.clone(), message.clone()]),
+            Notice::FrameError(text) => tuple(vec![atom("frame_error"), binary(text.as_bytes())]),
+            Notice::AuxError(text) => tuple(vec![atom("aux_error"), binary(text.as_bytes())]),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        terms::encode(&self.to_term())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::terms::list;
+
+    fn req(t: Term) -> Result<Request, RequestError> {
+        Request::from_term(terms::decode(&terms::encode(&t)).unwrap())
+    }
+
+    #[test]
+    fn decodes_every_request() {
+        let r = integer(7);
+        assert_eq!(req(tuple(vec![atom("stats"), r.clone()])), Ok(Request::Stats { reference: r.clone() }));
+        assert_eq!(req(tuple(vec![atom("stop"), r.clone()])), Ok(Request::Stop { reference: r.clone() }));
+        assert_eq!(
+            req(tuple(vec![atom("exec"), r.clone(), binary(b"x = 1".to_vec())])),
+            Ok(Request::Exec { reference: r.clone(), code: "x = 1".into() })
+        );
+        assert_eq!(
+            req(tuple(vec![atom("eval"), r.clone(), binary(b"x".to_vec())])),
+            Ok(Request::Eval { reference: r.clone(), expr: "x".into() })
+        );
+        assert_eq!(
+            req(tuple(vec![atom("call"), r.clone(), binary(b"m".to_vec()), atom("f"), list(vec![integer(1)])])),
+            Ok(Request::Call { reference: r.clone(), module: "m".into(), function: "f".into(), args: vec![integer(1)] })
+        );
+        assert_eq!(
+            req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![])])),
+            Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]) })
+        );
+        let opts = atom_map(vec![
+            ("setup_code", binary(b"pass".to_vec())),
+            ("max_connections", integer(2)),
+            ("python_path", list(vec![binary(b"/x".to_vec())])),
+        ]);
+        let Ok(Request::Setup { options, .. }) = req(tuple(vec![atom("setup"), r.clone(), opts])) else {
+            panic!("setup not decoded");
+        };
+        assert_eq!(options.setup_code.as_deref(), Some("pass"));
+        assert_eq!(options.max_connections, Some(2));
+        assert_eq!(options.python_path, vec!["/x".to_string()]);
+    }
+
+    #[test]
+    fn bad_fields_name_the_problem_and_keep_the_ref() {
+        let r = integer(3);
+        match req(tuple(vec![atom("exec"), r.clone(), integer(1)])) {
+            Err(RequestError::Bad { name: "exec", reference, reason }) => {
+                assert_eq!(reference, r);
+                assert!(reason.contains("UTF-8 binary"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            req(tuple(vec![atom("setup"), r.clone(), atom_map(vec![("max_connections", integer(0))])])),
+            Err(RequestError::Bad { name: "setup", .. })
+        ));
+        assert!(matches!(
+            req(tuple(vec![atom("setup"), r, atom_map(vec![("bogus", integer(0))])])),
+            Err(RequestError::Bad { name: "setup", .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_messages_are_named() {
+        match req(tuple(vec![atom("launch"), integer(1)])) {
+            Err(RequestError::Unknown(text)) => assert!(text.contains("launch"), "{text}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(req(atom("stats")), Err(RequestError::Unknown(_))));
+        assert!(matches!(req(tuple(vec![atom("stats")])), Err(RequestError::Unknown(_))));
+        assert!(matches!(
+            req(tuple(vec![atom("handoff"), integer(0), atom_map(vec![])])),
+            Err(RequestError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn notices_encode_as_documented() {
+        let closed = Notice::Closed { conn_id: 5, reason: CloseReason::Io(nix::errno::Errno::ECONNRESET) };
+        assert_eq!(
+            terms::decode(&closed.encode()).unwrap(),
+            tuple(vec![atom("closed"), integer(5), tuple(vec![atom("error"), atom("econnreset")])])
+        );
+    }
+}

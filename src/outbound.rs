@@ -1,0 +1,58 @@
+//! Everything the port sends to the VM goes through one [`Outbound`].
+//!
+//! Notices come from the loop and, through `erlang.send` and Python's
+//! streams, from any Python thread; a mutex keeps each frame whole. When the
+//! VM has gone (a write fails) the outbound remembers it so the loop can end.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use crate::framing::write_frame;
+use crate::message::Notice;
+
+/// Where notices go.
+#[derive(Debug)]
+pub enum Sink {
+    /// `{packet,4}` frames to the VM.
+    Frames(File),
+    /// Readable lines on stderr, when no VM is attached (`py_reactor_port python`).
+    Stderr,
+}
+
+/// The single writer of notices.
+#[derive(Debug)]
+pub struct Outbound {
+    sink: Mutex<Sink>,
+    broken: AtomicBool,
+}
+
+impl Outbound {
+    pub fn new(sink: Sink) -> Outbound {
+        Outbound { sink: Mutex::new(sink), broken: AtomicBool::new(false) }
+    }
+
+    /// Sends one notice. A failure marks the outbound broken (the VM is gone)
+    /// and is returned; later sends are dropped quietly, as nobody is left
+    /// to read them.
+    pub fn send(&self, notice: &Notice) -> io::Result<()> {
+        if self.is_broken() {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the VM is gone"));
+        }
+        let mut sink = self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let result = match &mut *sink {
+            Sink::Frames(file) => write_frame(file, &notice.encode()),
+            Sink::Stderr => writeln!(io::stderr(), "py_reactor_port: {}", notice.to_term()),
+        };
+        if result.is_err() {
+            self.broken.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    /// Whether a send has failed.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::SeqCst)
+    }
+}

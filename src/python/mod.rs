@@ -1,0 +1,373 @@
+//! The Python bridge: starting the embedded interpreter, running the
+//! context's setup, and calling protocols.
+//!
+//! The interpreter is configured through `PyConfig`: isolated (no
+//! `PYTHON*` variables, no user site), no signal handlers, unbuffered stdio,
+//! and the home of the interpreter the port was built against, so it starts
+//! the same way whatever environment the VM gives it. It is never finalised:
+//! the port flushes Python's streams and exits.
+
+pub mod buffer;
+pub mod convert;
+pub mod native;
+
+use std::ffi::{CString, NulError};
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use eetf::Term;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use crate::message::{PythonError, RequestFailure, SetupOptions};
+use buffer::ReactorBuffer;
+use convert::{py_to_term, term_to_py};
+
+/// Why the interpreter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("Python initialisation failed: {0}")]
+    Status(String),
+    #[error("argument contains a NUL byte: {0}")]
+    Nul(#[from] NulError),
+    #[error("cannot prepare the Python package path: {0}")]
+    Path(PythonError),
+}
+
+/// The interpreter's home and executable, fixed when the port was built.
+const PYTHON_HOME: &str = env!("PY_REACTOR_PYTHON_HOME");
+const PYTHON_EXECUTABLE: &str = env!("PY_REACTOR_PYTHON_EXECUTABLE");
+
+/// Starts the interpreter with `_py_reactor` built in, `argv` as `sys.argv`,
+/// and `package_dir` (the directory holding the `erlang` package) first on
+/// `sys.path`. Call once, before any other Python use.
+pub fn initialize(package_dir: &Path, argv: &[String]) -> Result<(), InitError> {
+    use native::_py_reactor;
+    pyo3::append_to_inittab!(_py_reactor);
+    let home = CString::new(PYTHON_HOME)?;
+    let executable = CString::new(PYTHON_EXECUTABLE)?;
+    let args: Vec<CString> = argv.iter().map(|a| CString::new(a.as_str())).collect::<Result<_, _>>()?;
+    let mut arg_ptrs: Vec<*const std::os::raw::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    // SAFETY: plain use of CPython's documented initialisation API from the
+    // only thread running at this point; every string passed is a live
+    // NUL-terminated buffer that CPython copies; the config is cleared on
+    // every path.
+    unsafe {
+        use pyo3::ffi;
+        let mut config = std::mem::MaybeUninit::<ffi::PyConfig>::zeroed();
+        ffi::PyConfig_InitIsolatedConfig(config.as_mut_ptr());
+        let config = config.as_mut_ptr();
+        (*config).install_signal_handlers = 0;
+        (*config).buffered_stdio = 0;
+        (*config).parse_argv = 0;
+        let status = (|| {
+            check(ffi::PyConfig_SetBytesString(config, &mut (*config).home, home.as_ptr()))?;
+            check(ffi::PyConfig_SetBytesString(config, &mut (*config).executable, executable.as_ptr()))?;
+            check(ffi::PyConfig_SetBytesString(config, &mut (*config).program_name, executable.as_ptr()))?;
+            check(ffi::PyConfig_SetBytesArgv(config, arg_ptrs.len() as ffi::Py_ssize_t, arg_ptrs.as_mut_ptr()))?;
+            check(ffi::Py_InitializeFromConfig(config))
+        })();
+        ffi::PyConfig_Clear(config);
+        status?;
+        // Release the GIL taken by initialisation; `Python::attach` takes it
+        // back whenever the port calls Python.
+        ffi::PyEval_SaveThread();
+    }
+    Python::attach(|py| -> PyResult<()> {
+        let path = py.import("sys")?.getattr("path")?;
+        path.call_method1("insert", (0, package_dir.to_string_lossy().as_ref()))?;
+        Ok(())
+    })
+    .map_err(|e| Python::attach(|py| InitError::Path(python_error(py, e))))
+}
+
+/// # Safety
+/// `status` must come from a CPython initialisation call.
+unsafe fn check(status: pyo3::ffi::PyStatus) -> Result<(), InitError> {
+    // SAFETY: reading a status returned by CPython.
+    if unsafe { pyo3::ffi::PyStatus_Exception(status) } == 0 {
+        return Ok(());
+    }
+    let text = if status.err_msg.is_null() {
+        "unknown error".to_string()
+    } else {
+        // SAFETY: CPython's error messages are static NUL-terminated strings.
+        unsafe { std::ffi::CStr::from_ptr(status.err_msg) }.to_string_lossy().into_owned()
+    };
+    Err(InitError::Status(text))
+}
+
+/// Sends Python's `sys.stdout` and `sys.stderr` to the VM as log notices.
+pub fn redirect_streams(py: Python<'_>) -> Result<(), PythonError> {
+    py.import("erlang._port")
+        .and_then(|m| m.call_method0("install"))
+        .map(|_| ())
+        .map_err(|e| python_error(py, e))
+}
+
+/// Flushes Python's streams: the interpreter is never finalised, so this is
+/// the last chance for buffered output.
+pub fn flush_streams(py: Python<'_>) {
+    if let Ok(sys) = py.import("sys") {
+        for name in ["stdout", "stderr"] {
+            if let Ok(stream) = sys.getattr(name) {
+                let _ = stream.call_method0("flush");
+            }
+        }
+    }
+}
+
+/// The `erlang` package's directory: given, or found next to the binary
+/// (`priv/py_reactor_port` sits beside `python/` in the source tree and in a
+/// release alike; a `cargo` build sits two levels further down).
+pub fn find_package_dir(given: Option<PathBuf>) -> Option<PathBuf> {
+    if given.is_some() {
+        return given;
+    }
+    let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
+    exe.ancestors()
+        .skip(1)
+        .take(4)
+        .map(|dir| dir.join("python"))
+        .find(|dir| dir.join("erlang").join("__init__.py").is_file())
+}
+
+/// Turns a Python exception into what the VM sees.
+pub fn python_error(py: Python<'_>, err: PyErr) -> PythonError {
+    let value = err.value(py);
+    let ty = value.get_type();
+    let qualname = ty.qualname().map(|q| q.to_string()).unwrap_or_else(|_| "Exception".into());
+    let kind = match ty.module().map(|m| m.to_string()) {
+        Ok(module) if module != "builtins" => format!("{module}.{qualname}"),
+        _ => qualname,
+    };
+    let message = value.str().map(|s| s.to_string()).unwrap_or_default();
+    let traceback = py
+        .import("traceback")
+        .and_then(|tb| tb.call_method1("format_exception", (value,)))
+        .and_then(|lines| lines.extract::<Vec<String>>())
+        .map(|lines| lines.concat())
+        .unwrap_or_else(|_| format!("{kind}: {message}\n"));
+    PythonError { kind, message, traceback }
+}
+
+fn code(py: Python<'_>, text: &str) -> Result<CString, PythonError> {
+    CString::new(text).map_err(|_| PythonError {
+        kind: "ValueError".into(),
+        message: "source code contains a NUL byte".into(),
+        traceback: String::new(),
+    })
+    .inspect(|_| {
+        let _ = py;
+    })
+}
+
+fn main_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    Ok(py.import("__main__")?.dict())
+}
+
+/// Runs the context's setup: extra paths, `setup_code`, `app_module` and
+/// `app_callable` (which becomes the protocol factory).
+pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<(), PythonError> {
+    let err = |e| python_error(py, e);
+    let path = py.import("sys").and_then(|s| s.getattr("path")).map_err(err)?;
+    for (i, dir) in options.python_path.iter().enumerate() {
+        path.call_method1("insert", (i + 1, dir)).map_err(err)?;
+    }
+    if let Some(text) = &options.setup_code {
+        exec(py, text)?;
+    }
+    if let Some(module) = &options.app_module {
+        let module = py.import(module.as_str()).map_err(err)?;
+        if let Some(name) = &options.app_callable {
+            let factory = module.getattr(name.as_str()).map_err(err)?;
+            if !factory.is_callable() {
+                return Err(PythonError {
+                    kind: "TypeError".into(),
+                    message: format!("app_callable {name} is not callable"),
+                    traceback: String::new(),
+                });
+            }
+            py.import("erlang.reactor")
+                .and_then(|r| r.call_method1("set_protocol_factory", (factory,)))
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs statements in `__main__`.
+pub fn exec(py: Python<'_>, text: &str) -> Result<(), PythonError> {
+    let source = code(py, text)?;
+    let globals = main_dict(py).map_err(|e| python_error(py, e))?;
+    py.run(&source, Some(&globals), None).map_err(|e| python_error(py, e))
+}
+
+/// Evaluates an expression in `__main__`.
+pub fn eval(py: Python<'_>, text: &str) -> Result<Term, RequestFailure> {
+    let source = code(py, text).map_err(RequestFailure::Python)?;
+    let globals = main_dict(py).map_err(|e| RequestFailure::Python(python_error(py, e)))?;
+    let value = py
+        .eval(&source, Some(&globals), None)
+        .map_err(|e| RequestFailure::Python(python_error(py, e)))?;
+    py_to_term(&value).map_err(|e| RequestFailure::Unconvertible(e.to_string()))
+}
+
+/// Calls `module.function(*args)`.
+pub fn call(py: Python<'_>, module: &str, function: &str, args: &[Term]) -> Result<Term, RequestFailure> {
+    let py_err = |e| RequestFailure::Python(python_error(py, e));
+    let args = args
+        .iter()
+        .map(|a| term_to_py(py, a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RequestFailure::BadRequest(e.to_string()))?;
+    let args = PyTuple::new(py, args).map_err(py_err)?;
+    let value = py
+        .import(module)
+        .and_then(|m| m.getattr(function))
+        .and_then(|f| f.call1(args))
+        .map_err(py_err)?;
+    py_to_term(&value).map_err(|e| RequestFailure::Unconvertible(e.to_string()))
+}
+
+/// What a protocol asked for after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    WritePending,
+    ReadPending,
+    AsyncPending,
+    Close,
+}
+
+/// A callback that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackError {
+    Python(PythonError),
+    BadAction(String),
+    BadClientInfo(String),
+}
+
+/// The `erlang.reactor` entry points the loop calls, looked up once.
+#[derive(Debug)]
+pub struct Bridge {
+    init_connection: Py<PyAny>,
+    close_connection: Py<PyAny>,
+    data_received: Py<PyString>,
+    write_ready: Py<PyString>,
+}
+
+impl Bridge {
+    pub fn load(py: Python<'_>) -> Result<Bridge, PythonError> {
+        let reactor = py.import("erlang.reactor").map_err(|e| python_error(py, e))?;
+        let get = |name: &str| reactor.getattr(name).map(Bound::unbind).map_err(|e| python_error(py, e));
+        Ok(Bridge {
+            init_connection: get("init_connection")?,
+            close_connection: get("close_connection")?,
+            data_received: PyString::intern(py, "data_received").unbind(),
+            write_ready: PyString::intern(py, "write_ready").unbind(),
+        })
+    }
+
+    /// Creates the protocol for a new connection (factory, then
+    /// `connection_made`).
+    pub fn init_connection(&self, py: Python<'_>, fd: RawFd, client_info: &Term) -> Result<Py<PyAny>, CallbackError> {
+        let info = term_to_py(py, client_info).map_err(|e| CallbackError::BadClientInfo(e.to_string()))?;
+        self.init_connection
+            .call1(py, (fd, info))
+            .map_err(|e| CallbackError::Python(python_error(py, e)))
+    }
+
+    /// `protocol.data_received(ReactorBuffer(data))`, with no copy of `data`.
+    pub fn data_received(&self, py: Python<'_>, protocol: &Py<PyAny>, data: Vec<u8>) -> Result<Action, CallbackError> {
+        let buffer = Bound::new(py, ReactorBuffer::new(data)).map_err(|e| CallbackError::Python(python_error(py, e)))?;
+        let result = protocol.bind(py).call_method1(self.data_received.bind(py), (buffer,));
+        action(py, result)
+    }
+
+    /// `protocol.write_ready()`.
+    pub fn write_ready(&self, py: Python<'_>, protocol: &Py<PyAny>) -> Result<Action, CallbackError> {
+        let result = protocol.bind(py).call_method0(self.write_ready.bind(py));
+        action(py, result)
+    }
+
+    /// `erlang.reactor.close_connection(fd)`: `connection_lost` and unregistering.
+    pub fn close_connection(&self, py: Python<'_>, fd: RawFd) -> Result<(), PythonError> {
+        self.close_connection.call1(py, (fd,)).map(|_| ()).map_err(|e| python_error(py, e))
+    }
+}
+
+fn action(py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> Result<Action, CallbackError> {
+    let value = result.map_err(|e| CallbackError::Python(python_error(py, e)))?;
+    let parsed = value.cast::<PyString>().ok().and_then(|s| match s.to_str().ok()? {
+        "continue" => Some(Action::Continue),
+        "write_pending" => Some(Action::WritePending),
+        "read_pending" => Some(Action::ReadPending),
+        "async_pending" => Some(Action::AsyncPending),
+        "close" => Some(Action::Close),
+        _ => None,
+    });
+    parsed.ok_or_else(|| {
+        let shown = value.repr().map(|r| r.to_string()).unwrap_or_else(|_| "<unprintable>".into());
+        CallbackError::BadAction(shown)
+    })
+}
+
+/// Runs a Python program the way `python ARGS` would, with `_py_reactor`
+/// available: `-m MODULE ARGS`, `-c CODE ARGS` or `SCRIPT ARGS`. Returns the
+/// exit status.
+pub fn run_program(py: Python<'_>, args: &[String]) -> i32 {
+    let result = (|| -> PyResult<()> {
+        let sys = py.import("sys")?;
+        let runpy = py.import("runpy")?;
+        let path = sys.getattr("path")?;
+        match args {
+            [flag, module, rest @ ..] if flag == "-m" => {
+                sys.setattr("argv", PyList::new(py, std::iter::once(module).chain(rest))?)?;
+                path.call_method1("insert", (0, std::env::current_dir()?.to_string_lossy().as_ref()))?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("run_name", "__main__")?;
+                kwargs.set_item("alter_sys", true)?;
+                runpy.call_method("run_module", (module,), Some(&kwargs))?;
+            }
+            [flag, text, rest @ ..] if flag == "-c" => {
+                sys.setattr("argv", PyList::new(py, std::iter::once(&"-c".to_string()).chain(rest))?)?;
+                path.call_method1("insert", (0, ""))?;
+                let source = CString::new(text.as_str())?;
+                py.run(&source, Some(&main_dict(py)?), None)?;
+            }
+            [script, ..] => {
+                sys.setattr("argv", PyList::new(py, args)?)?;
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("run_name", "__main__")?;
+                runpy.call_method("run_path", (script,), Some(&kwargs))?;
+            }
+            [] => {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "usage: py_reactor_port python (-m MODULE | -c CODE | SCRIPT) [ARGS...]",
+                ))
+            }
+        }
+        Ok(())
+    })();
+    let status = match result {
+        Ok(()) => 0,
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => {
+            let code = e.value(py).getattr("code").ok();
+            match code {
+                None => 1,
+                Some(c) if c.is_none() => 0,
+                Some(c) => c.extract::<i32>().unwrap_or_else(|_| {
+                    eprintln!("{c}");
+                    1
+                }),
+            }
+        }
+        Err(e) => {
+            e.print(py);
+            1
+        }
+    };
+    flush_streams(py);
+    status
+}

@@ -1,0 +1,181 @@
+//! The built-in module `_py_reactor`: what Python code calls back into the
+//! port with (see `docs/internals.md`).
+//!
+//! Its functions reach the running loop through [`Shared`], a process-wide
+//! state installed once at start-up: a port serves one context, so there is
+//! exactly one loop to talk to.
+
+use std::collections::HashSet;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use polling::Poller;
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::buffer::ReactorBuffer;
+use super::convert::{py_to_term, Pid};
+use crate::message::{LogLevel, Notice};
+use crate::outbound::Outbound;
+use eetf::Term;
+
+/// State shared between the loop and Python's calls into the port.
+#[derive(Debug)]
+pub struct Shared {
+    pub outbound: Arc<Outbound>,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    wake: Mutex<Wake>,
+}
+
+#[derive(Debug, Default)]
+struct Wake {
+    poller: Option<Arc<Poller>>,
+    /// Connections whose write interest Python asked to arm.
+    requested: Vec<RawFd>,
+    /// Descriptors of the live connections.
+    live: HashSet<RawFd>,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+impl Shared {
+    /// Installs the process-wide state; the first call wins.
+    pub fn install(outbound: Arc<Outbound>) -> &'static Shared {
+        SHARED.get_or_init(|| Shared {
+            outbound,
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            wake: Mutex::new(Wake::default()),
+        })
+    }
+
+    /// The installed state. Installed before Python starts, so always there
+    /// when Python calls in.
+    pub fn get() -> Option<&'static Shared> {
+        SHARED.get()
+    }
+
+    /// Lets `signal_write_ready` wake the loop.
+    pub fn attach_poller(&self, poller: Arc<Poller>) {
+        self.lock().poller = Some(poller);
+    }
+
+    pub fn connection_opened(&self, fd: RawFd) {
+        self.lock().live.insert(fd);
+    }
+
+    pub fn connection_closed(&self, fd: RawFd) {
+        self.lock().live.remove(&fd);
+    }
+
+    /// Takes the write-interest requests made since the last call.
+    pub fn take_write_requests(&self) -> Vec<RawFd> {
+        std::mem::take(&mut self.lock().requested)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Wake> {
+        self.wake.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn request_write(&self, fd: RawFd) -> bool {
+        let mut wake = self.lock();
+        if !wake.live.contains(&fd) {
+            return false;
+        }
+        wake.requested.push(fd);
+        if let Some(poller) = &wake.poller {
+            // A failed wake-up only delays the write until the next event.
+            let _ = poller.notify();
+        }
+        true
+    }
+}
+
+fn shared() -> PyResult<&'static Shared> {
+    Shared::get().ok_or_else(|| PyOSError::new_err("the reactor is not running"))
+}
+
+/// One `read(2)`: `b''` on end of file, error or would-block.
+#[pyfunction]
+fn read(py: Python<'_>, fd: RawFd, size: usize) -> PyResult<Bound<'_, PyBytes>> {
+    let mut buf = vec![0u8; size];
+    // SAFETY: the descriptor is only borrowed for the call; a bad number
+    // gives EBADF, which reads as b''.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let n = nix::unistd::read(fd, &mut buf).unwrap_or(0);
+    if let Some(s) = Shared::get() {
+        s.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    Ok(PyBytes::new(py, &buf[..n]))
+}
+
+/// One `write(2)` of a bytes-like object: bytes written, 0 when it would block.
+#[pyfunction]
+fn write(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let buffer = PyBuffer::<u8>::get(data)?;
+    if !buffer.is_c_contiguous() {
+        return Err(PyValueError::new_err("write needs a contiguous buffer"));
+    }
+    // SAFETY: `buffer` keeps the exporter's memory alive and unchanged-length
+    // while it is held; the slice does not outlive it.
+    let bytes = unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes()) };
+    // SAFETY: borrowed for the call only.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let result = nix::unistd::write(borrowed, bytes);
+    drop(buffer);
+    let _ = py;
+    match result {
+        Ok(n) => {
+            if let Some(s) = Shared::get() {
+                s.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Ok(n)
+        }
+        Err(nix::errno::Errno::EAGAIN) => Ok(0),
+        Err(e) => Err(PyOSError::new_err((e as i32, e.desc()))),
+    }
+}
+
+/// Arms write interest for the connection on `fd` (after `"async_pending"`).
+#[pyfunction]
+fn signal_write_ready(fd: RawFd) -> PyResult<bool> {
+    Ok(shared()?.request_write(fd))
+}
+
+/// Sends `term` to the Erlang process `pid`.
+#[pyfunction]
+fn send(pid: &Bound<'_, Pid>, term: &Bound<'_, PyAny>) -> PyResult<()> {
+    let message = py_to_term(term).map_err(|e| PyTypeError::new_err(e.to_string()))?;
+    let pid = Term::from(pid.get().pid().clone());
+    shared()?
+        .outbound
+        .send(&Notice::Send { pid, message })
+        .map_err(|e| PyOSError::new_err(format!("cannot reach the VM: {e}")))
+}
+
+/// Sends a line to the VM's logger.
+#[pyfunction]
+fn log(level: &str, text: &str) -> PyResult<()> {
+    let level = LogLevel::from_name(level)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
+    // A log line that cannot reach the VM has nowhere else to go.
+    let _ = shared()?.outbound.send(&Notice::Log { level, text: text.to_string() });
+    Ok(())
+}
+
+/// The module object, registered with `append_to_inittab!` before Python starts.
+#[pymodule]
+pub fn _py_reactor(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<ReactorBuffer>()?;
+    m.add_class::<Pid>()?;
+    m.add_function(wrap_pyfunction!(read, m)?)?;
+    m.add_function(wrap_pyfunction!(write, m)?)?;
+    m.add_function(wrap_pyfunction!(signal_write_ready, m)?)?;
+    m.add_function(wrap_pyfunction!(send, m)?)?;
+    m.add_function(wrap_pyfunction!(log, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,594 @@
+//! The loop: frames from stdin, descriptors from the auxiliary socket and
+//! readiness of every connection, served by one thread.
+//!
+//! Each turn waits with the GIL released, then takes it once for the whole
+//! batch of events: requests from the VM, pairing of handoffs, reads handed
+//! to `data_received`, `write_ready` calls, and the actions they return.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::Instant;
+
+use eetf::Term;
+use nix::errno::Errno;
+use pyo3::prelude::*;
+
+use crate::fdpass::{self, AuxChannel, AuxListener};
+use crate::framing::{Fill, FrameReader, MAX_FRAME};
+use crate::handoff::{Offer, Paired, Pairing};
+use crate::message::{
+    CloseReason, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
+};
+use crate::python::native::Shared;
+use crate::python::{self, Action, Bridge, CallbackError};
+use crate::readiness::{Interest, Ready, Selector};
+use crate::stdio::FrameStream;
+use crate::terms;
+
+const KEY_INPUT: usize = 0;
+const KEY_LISTENER: usize = 1;
+const KEY_AUX: usize = 2;
+const KEY_FIRST_CONNECTION: usize = 3;
+
+/// Default connection limit when `setup` names none.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 100;
+
+/// Size of one read from a connection.
+const READ_SIZE: usize = 64 * 1024;
+
+/// Reads up to this size are copied out of the reusable read buffer (cheap at
+/// this size); larger ones move the buffer itself into the `ReactorBuffer`.
+const COPY_THRESHOLD: usize = 4 * 1024;
+
+fn connection_key(fd: RawFd) -> usize {
+    fd as usize + KEY_FIRST_CONNECTION
+}
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The VM asked with `stop`.
+    Stopped,
+    /// End of file on stdin: the VM closed the port or died.
+    InputClosed,
+    /// Writing to the VM failed.
+    OutputClosed,
+}
+
+struct Connection {
+    conn_id: u64,
+    fd: OwnedFd,
+    protocol: Py<PyAny>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    total_connections: u64,
+    total_requests: u64,
+    python_errors: u64,
+    refused_handoffs: u64,
+}
+
+/// One context's reactor.
+pub struct Reactor {
+    selector: Selector,
+    input: File,
+    reader: FrameReader,
+    shared: &'static Shared,
+    listener: Option<AuxListener>,
+    aux: Option<AuxChannel>,
+    pairing: Pairing,
+    connections: Vec<Option<Connection>>,
+    active: u64,
+    bridge: Option<Bridge>,
+    max_connections: u64,
+    counters: Counters,
+    read_buf: Vec<u8>,
+    exit: Option<Exit>,
+}
+
+impl Reactor {
+    /// Binds the auxiliary socket under `socket_parent` and prepares the loop.
+    pub fn new(
+        stream: FrameStream,
+        shared: &'static Shared,
+        vm_pid: i32,
+        socket_parent: &Path,
+    ) -> Result<Reactor, crate::Error> {
+        let mut selector = Selector::new()?;
+        shared.attach_poller(selector.poller());
+        let listener = AuxListener::bind(socket_parent, vm_pid)?;
+        // SAFETY: the input and the listener are owned by the reactor and
+        // deregistered before they are dropped (see `Drop` and `on_listener`).
+        unsafe {
+            selector.register(stream.input.as_fd(), KEY_INPUT)?;
+            selector.register(listener.as_fd(), KEY_LISTENER)?;
+        }
+        selector.select(KEY_INPUT, Interest::READ)?;
+        selector.select(KEY_LISTENER, Interest::READ)?;
+        Ok(Reactor {
+            selector,
+            input: stream.input,
+            reader: FrameReader::new(MAX_FRAME),
+            shared,
+            listener: Some(listener),
+            aux: None,
+            pairing: Pairing::default(),
+            connections: Vec::new(),
+            active: 0,
+            bridge: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            counters: Counters::default(),
+            read_buf: Vec::with_capacity(READ_SIZE),
+            exit: None,
+        })
+    }
+
+    /// Announces the port and serves until stopped.
+    pub fn run(mut self) -> Exit {
+        let socket_path = self
+            .listener
+            .as_ref()
+            .map(|l| l.path().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.notify(Notice::Hello { os_pid: std::process::id(), socket_path, max_frame: MAX_FRAME });
+        let mut ready: Vec<Ready> = Vec::with_capacity(256);
+        Python::attach(|py| {
+            while self.exit.is_none() {
+                let timeout = self.pairing.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+                ready.clear();
+                let selector = &mut self.selector;
+                let waited = py.detach(|| selector.wait(&mut ready, timeout));
+                if let Err(e) = waited {
+                    self.log(LogLevel::Error, format!("poll failed: {e}"));
+                    self.exit = Some(Exit::InputClosed);
+                    break;
+                }
+                for event in ready.iter().copied() {
+                    self.dispatch(py, event);
+                }
+                self.arm_requested_writes();
+                self.expire_pairing(Instant::now());
+                if self.shared.outbound.is_broken() && self.exit.is_none() {
+                    self.exit = Some(Exit::OutputClosed);
+                }
+            }
+            self.close_all(py);
+            python::flush_streams(py);
+        });
+        self.exit.unwrap_or(Exit::InputClosed)
+    }
+
+    fn dispatch(&mut self, py: Python<'_>, event: Ready) {
+        match event.key {
+            KEY_INPUT => self.on_input(py),
+            KEY_LISTENER => self.on_listener(),
+            KEY_AUX => self.on_aux(py),
+            key => {
+                let fd = (key - KEY_FIRST_CONNECTION) as RawFd;
+                if event.interest.read {
+                    self.on_readable(py, fd);
+                }
+                if event.interest.write {
+                    self.on_writable(py, fd);
+                }
+            }
+        }
+    }
+
+    fn notify(&self, notice: Notice) {
+        // A failed send marks the outbound broken; the loop ends on it.
+        let _ = self.shared.outbound.send(&notice);
+    }
+
+    fn log(&self, level: LogLevel, text: String) {
+        self.notify(Notice::Log { level, text });
+    }
+
+    // ---- the VM's requests -------------------------------------------------
+
+    fn on_input(&mut self, py: Python<'_>) {
+        let fill = self.reader.fill(&mut self.input);
+        while self.exit.is_none() {
+            let Some(frame) = self.reader.next_frame() else { break };
+            match frame {
+                Ok(bytes) => self.on_frame(py, &bytes),
+                Err(e) => self.notify(Notice::FrameError(e.to_string())),
+            }
+        }
+        match fill {
+            Ok(Fill::Drained) => {
+                if let Err(e) = self.selector.select(KEY_INPUT, Interest::READ) {
+                    self.log(LogLevel::Error, format!("cannot re-arm stdin: {e}"));
+                    self.exit.get_or_insert(Exit::InputClosed);
+                }
+            }
+            Ok(Fill::Eof) => {
+                if self.reader.pending() > 0 {
+                    self.notify(Notice::FrameError(format!(
+                        "end of input inside a frame ({} bytes unread)",
+                        self.reader.pending()
+                    )));
+                }
+                self.exit.get_or_insert(Exit::InputClosed);
+            }
+            Err(e) => {
+                self.log(LogLevel::Error, format!("reading stdin failed: {e}"));
+                self.exit.get_or_insert(Exit::InputClosed);
+            }
+        }
+    }
+
+    fn on_frame(&mut self, py: Python<'_>, bytes: &[u8]) {
+        let term = match terms::decode(bytes) {
+            Ok(t) => t,
+            Err(e) => return self.notify(Notice::FrameError(e.to_string())),
+        };
+        match Request::from_term(term) {
+            Ok(request) => self.on_request(py, request),
+            Err(RequestError::Unknown(text)) => self.notify(Notice::FrameError(format!("unknown message: {text}"))),
+            Err(e @ RequestError::Bad { .. }) => {
+                let text = e.to_string();
+                let RequestError::Bad { reference, .. } = e else { unreachable!() };
+                self.notify(Notice::failed(reference, &RequestFailure::BadRequest(text)));
+            }
+        }
+    }
+
+    fn on_request(&mut self, py: Python<'_>, request: Request) {
+        match request {
+            Request::Setup { reference, options } => {
+                let notice = if self.bridge.is_some() {
+                    Notice::failed(reference, &RequestFailure::AlreadySetUp)
+                } else {
+                    match python::setup(py, &options).and_then(|()| Bridge::load(py)) {
+                        Ok(bridge) => {
+                            self.bridge = Some(bridge);
+                            self.max_connections = options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+                            Notice::ok(reference)
+                        }
+                        Err(e) => Notice::failed(reference, &RequestFailure::Python(e)),
+                    }
+                };
+                self.notify(notice);
+            }
+            Request::Handoff { conn_id, client_info } => {
+                match self.pairing.offer_frame(conn_id, client_info, Instant::now()) {
+                    Offer::Paired(paired) => self.open(py, paired),
+                    Offer::Waiting => {}
+                    Offer::Duplicate(_) => {
+                        self.counters.refused_handoffs += 1;
+                        self.notify(Notice::Closed { conn_id, reason: CloseReason::DuplicateId });
+                    }
+                }
+            }
+            Request::Stats { reference } => {
+                let notice = Notice::stats(reference, &self.stats());
+                self.notify(notice);
+            }
+            Request::Exec { reference, code } => {
+                let result = self.require_setup().and_then(|()| python::exec(py, &code).map_err(RequestFailure::Python));
+                self.reply(reference, result.map(|()| None));
+            }
+            Request::Eval { reference, expr } => {
+                let result = self.require_setup().and_then(|()| python::eval(py, &expr));
+                self.reply(reference, result.map(Some));
+            }
+            Request::Call { reference, module, function, args } => {
+                let result = self.require_setup().and_then(|()| python::call(py, &module, &function, &args));
+                self.reply(reference, result.map(Some));
+            }
+            Request::Stop { reference } => {
+                self.close_all(py);
+                self.notify(Notice::ok(reference));
+                self.exit = Some(Exit::Stopped);
+            }
+        }
+    }
+
+    fn require_setup(&self) -> Result<(), RequestFailure> {
+        if self.bridge.is_some() {
+            Ok(())
+        } else {
+            Err(RequestFailure::NotSetUp)
+        }
+    }
+
+    fn reply(&self, reference: Term, result: Result<Option<Term>, RequestFailure>) {
+        let notice = match result {
+            Ok(None) => Notice::ok(reference),
+            Ok(Some(value)) => Notice::ok_value(reference, value),
+            Err(failure) => Notice::failed(reference, &failure),
+        };
+        self.notify(notice);
+    }
+
+    fn stats(&self) -> Stats {
+        use std::sync::atomic::Ordering::Relaxed;
+        Stats {
+            active_connections: self.active,
+            total_connections: self.counters.total_connections,
+            total_requests: self.counters.total_requests,
+            bytes_in: self.shared.bytes_in.load(Relaxed),
+            bytes_out: self.shared.bytes_out.load(Relaxed),
+            python_errors: self.counters.python_errors,
+            refused_handoffs: self.counters.refused_handoffs,
+            pending_fds: self.pairing.waiting_fds() as u64,
+        }
+    }
+
+    // ---- the auxiliary socket ---------------------------------------------
+
+    fn on_listener(&mut self) {
+        let Some(listener) = &self.listener else { return };
+        match listener.accept() {
+            Ok(Some(channel)) => {
+                listener.unlink();
+                let _ = self.selector.deregister(KEY_LISTENER);
+                self.listener = None;
+                // SAFETY: the channel is owned by the reactor and deregistered
+                // before it is dropped (`on_aux` and `Drop`).
+                let registered = unsafe { self.selector.register(channel.as_fd(), KEY_AUX) }
+                    .and_then(|()| self.selector.select(KEY_AUX, Interest::READ));
+                match registered {
+                    Ok(()) => self.aux = Some(channel),
+                    Err(e) => self.notify(Notice::AuxError(format!("cannot watch the auxiliary socket: {e}"))),
+                }
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => self.notify(Notice::AuxError(e.to_string())),
+        }
+        let _ = self.selector.select(KEY_LISTENER, Interest::READ);
+    }
+
+    fn on_aux(&mut self, py: Python<'_>) {
+        loop {
+            let Some(channel) = &self.aux else { return };
+            match channel.recv() {
+                Ok(None) => break,
+                Ok(Some(received)) => {
+                    for problem in received.problems {
+                        self.notify(Notice::AuxError(problem));
+                    }
+                    let now = Instant::now();
+                    for (conn_id, fd) in received.tagged {
+                        match self.pairing.offer_fd(conn_id, fd, now) {
+                            Offer::Paired(paired) => self.open(py, paired),
+                            Offer::Waiting => {}
+                            Offer::Duplicate(fd) => {
+                                drop(fd);
+                                self.notify(Notice::AuxError(format!(
+                                    "descriptor for connection id {conn_id}, which is already in use; closed"
+                                )));
+                            }
+                        }
+                    }
+                    if received.eof {
+                        // The VM closed its end: no more descriptors will come,
+                        // but frames still may; the loop goes on until stdin ends.
+                        let _ = self.selector.deregister(KEY_AUX);
+                        self.aux = None;
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.notify(Notice::AuxError(e.to_string()));
+                    let _ = self.selector.deregister(KEY_AUX);
+                    self.aux = None;
+                    return;
+                }
+            }
+        }
+        let _ = self.selector.select(KEY_AUX, Interest::READ);
+    }
+
+    fn expire_pairing(&mut self, now: Instant) {
+        let expired = self.pairing.expire(now);
+        for (conn_id, fd) in expired.fds {
+            drop(fd);
+            self.notify(Notice::AuxError(format!(
+                "descriptor for connection id {conn_id} had no handoff frame within {:?}; closed",
+                crate::handoff::PAIRING_TIMEOUT
+            )));
+        }
+        for conn_id in expired.frames {
+            self.counters.refused_handoffs += 1;
+            self.notify(Notice::Closed { conn_id, reason: CloseReason::FdNotReceived });
+        }
+    }
+
+    // ---- connections -------------------------------------------------------
+
+    fn open(&mut self, py: Python<'_>, paired: Paired) {
+        let Paired { conn_id, fd, client_info } = paired;
+        let refuse = |this: &mut Self, reason: CloseReason| {
+            this.counters.refused_handoffs += 1;
+            this.notify(Notice::Closed { conn_id, reason });
+        };
+        let Some(bridge) = &self.bridge else { return refuse(self, CloseReason::NotSetUp) };
+        if self.active >= self.max_connections {
+            return refuse(self, CloseReason::MaxConnections);
+        }
+        if let Err(errno) = fdpass::prepare_received(fd.as_fd()) {
+            return refuse(self, CloseReason::Io(errno));
+        }
+        let raw = fd.as_raw_fd();
+        let key = connection_key(raw);
+        // SAFETY: the descriptor is owned by the connection table from here on
+        // and `close` deregisters it before dropping it.
+        if let Err(e) = unsafe { self.selector.register(fd.as_fd(), key) } {
+            return refuse(self, CloseReason::Io(io_errno(&e)));
+        }
+        self.shared.connection_opened(raw);
+        self.counters.total_connections += 1;
+        self.active += 1;
+        match bridge.init_connection(py, raw, &client_info) {
+            Ok(protocol) => {
+                let slot = raw as usize;
+                if self.connections.len() <= slot {
+                    self.connections.resize_with(slot + 1, || None);
+                }
+                self.connections[slot] = Some(Connection { conn_id, fd, protocol });
+                self.select(py, raw, Interest::READ);
+            }
+            Err(e) => {
+                let reason = self.callback_failed(e);
+                // The protocol may be registered already (connection_made raised).
+                self.finish_close(py, conn_id, fd, reason);
+            }
+        }
+    }
+
+    fn on_readable(&mut self, py: Python<'_>, fd: RawFd) {
+        let Some(conn) = self.connections.get(fd as usize).and_then(Option::as_ref) else { return };
+        self.read_buf.resize(READ_SIZE, 0);
+        let result = nix::unistd::read(conn.fd.as_fd(), &mut self.read_buf);
+        match result {
+            Ok(0) => self.close(py, fd, CloseReason::Eof),
+            Ok(n) => {
+                self.shared.bytes_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                self.counters.total_requests += 1;
+                let data = if n <= COPY_THRESHOLD {
+                    self.read_buf[..n].to_vec()
+                } else {
+                    let mut taken = std::mem::replace(&mut self.read_buf, Vec::with_capacity(READ_SIZE));
+                    taken.truncate(n);
+                    taken
+                };
+                let Some(conn) = self.connection(fd) else { return };
+                let result = match &self.bridge {
+                    Some(bridge) => bridge.data_received(py, &conn.protocol, data),
+                    None => return,
+                };
+                self.apply(py, fd, Interest::READ, result);
+            }
+            Err(Errno::EAGAIN | Errno::EINTR) => self.select(py, fd, Interest::READ),
+            Err(errno) => self.close(py, fd, CloseReason::Io(errno)),
+        }
+    }
+
+    fn on_writable(&mut self, py: Python<'_>, fd: RawFd) {
+        let Some(conn) = self.connection(fd) else { return };
+        let result = match &self.bridge {
+            Some(bridge) => bridge.write_ready(py, &conn.protocol),
+            None => return,
+        };
+        self.apply(py, fd, Interest::WRITE, result);
+    }
+
+    fn apply(&mut self, py: Python<'_>, fd: RawFd, fired: Interest, result: Result<Action, CallbackError>) {
+        // The callback may have closed it already (a close from Python).
+        if self.connection(fd).is_none() {
+            return;
+        }
+        match result {
+            Ok(Action::Continue) => self.select(py, fd, fired),
+            Ok(Action::ReadPending) => self.select(py, fd, Interest::READ),
+            Ok(Action::WritePending) => self.select(py, fd, Interest::WRITE),
+            Ok(Action::AsyncPending) => {}
+            Ok(Action::Close) => self.close(py, fd, CloseReason::Normal),
+            Err(e) => {
+                let reason = self.callback_failed(e);
+                self.close(py, fd, reason);
+            }
+        }
+    }
+
+    fn callback_failed(&mut self, error: CallbackError) -> CloseReason {
+        self.counters.python_errors += 1;
+        match error {
+            CallbackError::Python(e) => {
+                self.log(LogLevel::Error, e.traceback.trim_end().to_string());
+                CloseReason::Python(e)
+            }
+            CallbackError::BadAction(text) => CloseReason::BadAction(text),
+            CallbackError::BadClientInfo(text) => CloseReason::Python(PythonError {
+                kind: "TypeError".into(),
+                message: format!("client_info cannot be converted: {text}"),
+                traceback: String::new(),
+            }),
+        }
+    }
+
+    fn select(&mut self, py: Python<'_>, fd: RawFd, interest: Interest) {
+        if let Err(e) = self.selector.select(connection_key(fd), interest) {
+            self.close(py, fd, CloseReason::Io(io_errno(&e)));
+        }
+    }
+
+    fn arm_requested_writes(&mut self) {
+        for fd in self.shared.take_write_requests() {
+            if self.connection(fd).is_some() {
+                // A failure here shows up as an error on the next event.
+                let _ = self.selector.select(connection_key(fd), Interest::WRITE);
+            }
+        }
+    }
+
+    fn connection(&self, fd: RawFd) -> Option<&Connection> {
+        self.connections.get(fd as usize).and_then(Option::as_ref)
+    }
+
+    fn close(&mut self, py: Python<'_>, fd: RawFd, reason: CloseReason) {
+        let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
+        drop(conn.protocol);
+        self.finish_close(py, conn.conn_id, conn.fd, reason);
+    }
+
+    /// `connection_lost`, then deregister, shut down and close the descriptor,
+    /// then tell the VM.
+    fn finish_close(&mut self, py: Python<'_>, conn_id: u64, fd: OwnedFd, reason: CloseReason) {
+        let raw = fd.as_raw_fd();
+        if let Some(bridge) = &self.bridge {
+            if let Err(e) = bridge.close_connection(py, raw) {
+                self.counters.python_errors += 1;
+                self.log(LogLevel::Error, e.traceback.trim_end().to_string());
+            }
+        }
+        let _ = self.selector.deregister(connection_key(raw));
+        // The VM may still hold its own copy of the socket: shutting down
+        // makes the peer see the close regardless. Not every descriptor is a
+        // socket, so failure is expected and harmless.
+        let _ = nix::sys::socket::shutdown(raw, nix::sys::socket::Shutdown::Both);
+        drop(fd);
+        self.shared.connection_closed(raw);
+        self.active -= 1;
+        self.notify(Notice::Closed { conn_id, reason });
+    }
+
+    fn close_all(&mut self, py: Python<'_>) {
+        let open: Vec<RawFd> = self
+            .connections
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_some())
+            .map(|(fd, _)| fd as RawFd)
+            .collect();
+        for fd in open {
+            self.close(py, fd, CloseReason::Stopped);
+        }
+        let (frames, fds) = self.pairing.drain();
+        drop(fds);
+        for conn_id in frames {
+            self.notify(Notice::Closed { conn_id, reason: CloseReason::Stopped });
+        }
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        let _ = self.selector.deregister(KEY_INPUT);
+        if self.listener.is_some() {
+            let _ = self.selector.deregister(KEY_LISTENER);
+        }
+        if self.aux.is_some() {
+            let _ = self.selector.deregister(KEY_AUX);
+        }
+    }
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
+}

@@ -1,0 +1,356 @@
+//! Erlang external term format: bounded decoding and small term helpers.
+//!
+//! `eetf` trusts its input: it allocates whatever a length field claims and
+//! panics on a few tags. Frames come from the VM, but recordings and fuzzers
+//! do not, so every byte string is first walked by [`validate`], which checks
+//! each length against the bytes actually present, bounds nesting depth and
+//! refuses the tags `eetf` cannot handle. Only then is it handed to `eetf`.
+
+use eetf::{Atom, Binary, FixInteger, List, Map, Term, Tuple};
+
+/// Deepest nesting of tuples, lists and maps accepted in one term.
+pub const MAX_DEPTH: usize = 256;
+
+const VERSION: u8 = 131;
+
+/// Why a byte string is not an acceptable term.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TermError {
+    #[error("empty frame")]
+    Empty,
+    #[error("term does not start with version byte 131 (got {0})")]
+    BadVersion(u8),
+    #[error("term truncated at byte {0}")]
+    Truncated(usize),
+    #[error("unsupported term tag {tag} at byte {offset}")]
+    UnsupportedTag { tag: u8, offset: usize },
+    #[error("term nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("{0} trailing bytes after the term")]
+    Trailing(usize),
+    #[error("undecodable term: {0}")]
+    Decode(String),
+}
+
+/// Checks that `bytes` hold exactly one well-formed term that `eetf` can
+/// decode without panicking or over-allocating.
+pub fn validate(bytes: &[u8]) -> Result<(), TermError> {
+    let mut cur = Cursor { bytes, pos: 0 };
+    match cur.u8() {
+        Err(_) => return Err(TermError::Empty),
+        Ok(VERSION) => {}
+        Ok(other) => return Err(TermError::BadVersion(other)),
+    }
+    // Each stack entry counts the terms still to read at one nesting level.
+    let mut pending: Vec<u64> = vec![1];
+    while let Some(top) = pending.last_mut() {
+        if *top == 0 {
+            pending.pop();
+            continue;
+        }
+        *top -= 1;
+        let children = cur.term_header()?;
+        if children > 0 {
+            if pending.len() > MAX_DEPTH {
+                return Err(TermError::TooDeep);
+            }
+            pending.push(children);
+        }
+    }
+    match bytes.len() - cur.pos {
+        0 => Ok(()),
+        n => Err(TermError::Trailing(n)),
+    }
+}
+
+/// Validates and decodes one term.
+pub fn decode(bytes: &[u8]) -> Result<Term, TermError> {
+    validate(bytes)?;
+    Term::decode(bytes).map_err(|e| TermError::Decode(e.to_string()))
+}
+
+/// Encodes one term.
+pub fn encode(term: &Term) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Encoding into a Vec fails only for terms eetf cannot represent, which
+    // this program never builds.
+    if let Err(e) = term.encode(&mut out) {
+        out.clear();
+        let fallback = tuple(vec![atom("encode_error"), binary(e.to_string())]);
+        let _ = fallback.encode(&mut out);
+    }
+    out
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: u64) -> Result<&[u8], TermError> {
+        let remaining = (self.bytes.len() - self.pos) as u64;
+        if n > remaining {
+            return Err(TermError::Truncated(self.bytes.len()));
+        }
+        let start = self.pos;
+        self.pos += n as usize;
+        Ok(&self.bytes[start..self.pos])
+    }
+
+    fn u8(&mut self) -> Result<u8, TermError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u64, TermError> {
+        let b = self.take(2)?;
+        Ok(u64::from(u16::from_be_bytes([b[0], b[1]])))
+    }
+
+    fn u32(&mut self) -> Result<u64, TermError> {
+        let b = self.take(4)?;
+        Ok(u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+    }
+
+    /// Consumes one atom (pids, ports and references embed their node name).
+    fn atom(&mut self) -> Result<(), TermError> {
+        let offset = self.pos;
+        let len = match self.u8()? {
+            100 | 118 => self.u16()?,
+            115 | 119 => u64::from(self.u8()?),
+            tag => return Err(TermError::UnsupportedTag { tag, offset }),
+        };
+        self.take(len).map(|_| ())
+    }
+
+    /// Consumes one term's own bytes and returns how many nested terms follow.
+    fn term_header(&mut self) -> Result<u64, TermError> {
+        let offset = self.pos;
+        let tag = self.u8()?;
+        let children = match tag {
+            97 => self.take(1).map(|_| 0)?,
+            98 => self.take(4).map(|_| 0)?,
+            70 => self.take(8).map(|_| 0)?,
+            99 => self.take(31).map(|_| 0)?,
+            100 | 118 => {
+                let n = self.u16()?;
+                self.take(n).map(|_| 0)?
+            }
+            115 | 119 => {
+                let n = u64::from(self.u8()?);
+                self.take(n).map(|_| 0)?
+            }
+            104 => u64::from(self.u8()?),
+            105 => self.u32()?,
+            116 => self.u32()? * 2,
+            106 => 0,
+            107 => {
+                let n = self.u16()?;
+                self.take(n).map(|_| 0)?
+            }
+            // Elements plus the tail.
+            108 => self.u32()? + 1,
+            109 => {
+                let n = self.u32()?;
+                self.take(n).map(|_| 0)?
+            }
+            77 => {
+                let n = self.u32()?;
+                self.take(1 + n).map(|_| 0)?
+            }
+            110 => {
+                let n = u64::from(self.u8()?);
+                self.take(1 + n).map(|_| 0)?
+            }
+            111 => {
+                let n = self.u32()?;
+                self.take(1 + n).map(|_| 0)?
+            }
+            88 => {
+                self.atom()?;
+                self.take(12).map(|_| 0)?
+            }
+            103 => {
+                self.atom()?;
+                self.take(9).map(|_| 0)?
+            }
+            89 => {
+                self.atom()?;
+                self.take(8).map(|_| 0)?
+            }
+            102 => {
+                self.atom()?;
+                self.take(5).map(|_| 0)?
+            }
+            120 => {
+                self.atom()?;
+                self.take(12).map(|_| 0)?
+            }
+            101 => {
+                self.atom()?;
+                self.take(5).map(|_| 0)?
+            }
+            114 | 90 => {
+                let words = self.u16()?;
+                self.atom()?;
+                let creation = if tag == 90 { 4 } else { 1 };
+                self.take(creation + 4 * words).map(|_| 0)?
+            }
+            _ => return Err(TermError::UnsupportedTag { tag, offset }),
+        };
+        // Every nested term takes at least one byte: a count beyond what is
+        // left cannot be honest, and refusing it here keeps eetf from
+        // pre-allocating for it.
+        if children > (self.bytes.len() - self.pos) as u64 {
+            return Err(TermError::Truncated(self.bytes.len()));
+        }
+        Ok(children)
+    }
+}
+
+/// `Atom` term.
+pub fn atom(name: &str) -> Term {
+    Term::from(Atom::from(name))
+}
+
+/// Binary term.
+pub fn binary(bytes: impl Into<Vec<u8>>) -> Term {
+    Term::from(Binary::from(bytes.into()))
+}
+
+/// Tuple term.
+pub fn tuple(elements: Vec<Term>) -> Term {
+    Term::from(Tuple::from(elements))
+}
+
+/// Integer term, small or big as the value needs.
+pub fn integer(value: u64) -> Term {
+    match i32::try_from(value) {
+        Ok(small) => Term::from(FixInteger::from(small)),
+        Err(_) => Term::from(eetf::BigInteger::from(value)),
+    }
+}
+
+/// Map term with atom keys.
+pub fn atom_map(entries: Vec<(&str, Term)>) -> Term {
+    Term::from(Map::from(
+        entries
+            .into_iter()
+            .map(|(k, v)| (atom(k), v))
+            .collect::<std::collections::HashMap<_, _>>(),
+    ))
+}
+
+/// List term.
+pub fn list(elements: Vec<Term>) -> Term {
+    Term::from(List::from(elements))
+}
+
+/// The name of an atom term.
+pub fn as_atom(term: &Term) -> Option<&str> {
+    match term {
+        Term::Atom(a) => Some(&a.name),
+        _ => None,
+    }
+}
+
+/// A non-negative integer term as `u64`.
+pub fn as_u64(term: &Term) -> Option<u64> {
+    match term {
+        Term::FixInteger(i) => u64::try_from(i.value).ok(),
+        Term::BigInteger(b) => u64::try_from(&b.value).ok(),
+        _ => None,
+    }
+}
+
+/// The bytes of a binary term, or of a string (a list of bytes).
+pub fn as_bytes(term: &Term) -> Option<&[u8]> {
+    match term {
+        Term::Binary(b) => Some(&b.bytes),
+        Term::ByteList(b) => Some(&b.bytes),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(t: &Term) -> Vec<u8> {
+        encode(t)
+    }
+
+    #[test]
+    fn accepts_what_eetf_encodes() {
+        let t = tuple(vec![
+            atom("setup"),
+            integer(u64::MAX),
+            binary(b"code".to_vec()),
+            list(vec![integer(1), atom_map(vec![("k", binary(vec![0u8; 300]))])]),
+            Term::from(eetf::Pid::new("node@host", 1, 2, 3)),
+            Term::from(eetf::Reference { node: eetf::Atom::from("node@host"), id: vec![1, 2, 3], creation: 4 }),
+            Term::from(eetf::ByteList::from(vec![104, 105])),
+            Term::from(eetf::Float::try_from(1.5).unwrap()),
+        ]);
+        assert_eq!(decode(&enc(&t)).unwrap(), t);
+    }
+
+    #[test]
+    fn every_truncation_is_refused_without_panic() {
+        let t = tuple(vec![atom("a"), list(vec![binary(b"xyz".to_vec()), integer(7)])]);
+        let bytes = enc(&t);
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut} accepted");
+        }
+    }
+
+    #[test]
+    fn forged_lengths_are_refused() {
+        // A list claiming 4 billion elements, a binary claiming 4 GiB.
+        assert_eq!(
+            validate(&[131, 108, 0xff, 0xff, 0xff, 0xff, 106]),
+            Err(TermError::Truncated(7))
+        );
+        assert_eq!(
+            validate(&[131, 109, 0xff, 0xff, 0xff, 0xff, 1]),
+            Err(TermError::Truncated(7))
+        );
+        assert_eq!(
+            validate(&[131, 116, 0x7f, 0xff, 0xff, 0xff]),
+            Err(TermError::Truncated(6))
+        );
+    }
+
+    #[test]
+    fn tags_eetf_panics_on_are_refused() {
+        assert_eq!(
+            validate(&[131, 82, 0]),
+            Err(TermError::UnsupportedTag { tag: 82, offset: 1 })
+        );
+        assert_eq!(
+            validate(&[131, 68, 0]),
+            Err(TermError::UnsupportedTag { tag: 68, offset: 1 })
+        );
+        assert!(matches!(
+            validate(&[131, 80, 0, 0, 0, 1, 0]),
+            Err(TermError::UnsupportedTag { tag: 80, .. })
+        ));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let mut bytes = vec![131];
+        for _ in 0..(MAX_DEPTH + 10) {
+            bytes.extend([104, 1]);
+        }
+        bytes.push(106);
+        assert_eq!(validate(&bytes), Err(TermError::TooDeep));
+    }
+
+    #[test]
+    fn trailing_bytes_and_bad_version_are_refused() {
+        assert_eq!(validate(&[131, 106, 0]), Err(TermError::Trailing(1)));
+        assert_eq!(validate(&[130, 106]), Err(TermError::BadVersion(130)));
+        assert_eq!(validate(&[]), Err(TermError::Empty));
+    }
+}
