@@ -105,6 +105,7 @@ examples_dir() ->
 
 %% Internal.
 
+-spec run(kind(), inet:port_number() | [atom() | string()]) -> no_return().
 run(Kind, Port0) ->
     Port = port_number(Port0),
     case start(Kind, Port) of

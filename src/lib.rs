@@ -10,6 +10,8 @@ pub mod outbound;
 pub mod python;
 pub mod reactor;
 pub mod readiness;
+pub mod recording;
+pub mod replay;
 pub mod stdio;
 pub mod terms;
 

@@ -7,10 +7,11 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::framing::write_frame;
 use crate::message::Notice;
+use crate::recording::Recorder;
 
 /// Where notices go.
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub enum Sink {
     Frames(File),
     /// Readable lines on stderr, when no VM is attached (`py_reactor_port python`).
     Stderr,
+    /// Kept in memory (replay compares them with a recording).
+    Memory(Vec<Vec<u8>>),
 }
 
 /// The single writer of notices.
@@ -26,11 +29,24 @@ pub enum Sink {
 pub struct Outbound {
     sink: Mutex<Sink>,
     broken: AtomicBool,
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl Outbound {
-    pub fn new(sink: Sink) -> Outbound {
-        Outbound { sink: Mutex::new(sink), broken: AtomicBool::new(false) }
+    pub fn new(sink: Sink, recorder: Option<Arc<Recorder>>) -> Outbound {
+        Outbound { sink: Mutex::new(sink), broken: AtomicBool::new(false), recorder }
+    }
+
+    /// Takes the frames kept by a [`Sink::Memory`].
+    pub fn take_memory(&self) -> Vec<Vec<u8>> {
+        match &mut *self.lock() {
+            Sink::Memory(frames) => std::mem::take(frames),
+            _ => Vec::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sink> {
+        self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Sends one notice. A failure marks the outbound broken (the VM is gone)
@@ -40,10 +56,20 @@ impl Outbound {
         if self.is_broken() {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the VM is gone"));
         }
-        let mut sink = self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut sink = self.lock();
         let result = match &mut *sink {
-            Sink::Frames(file) => write_frame(file, &notice.encode()),
+            Sink::Frames(file) => {
+                let frame = notice.encode();
+                if let Some(recorder) = &self.recorder {
+                    recorder.frame_out(&frame);
+                }
+                write_frame(file, &frame)
+            }
             Sink::Stderr => writeln!(io::stderr(), "py_reactor_port: {}", notice.to_term()),
+            Sink::Memory(frames) => {
+                frames.push(notice.encode());
+                Ok(())
+            }
         };
         if result.is_err() {
             self.broken.store(true, Ordering::SeqCst);

@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use eetf::Term;
 use nix::errno::Errno;
@@ -73,7 +73,7 @@ struct Counters {
 /// One context's reactor.
 pub struct Reactor {
     selector: Selector,
-    input: File,
+    input: Option<File>,
     reader: FrameReader,
     shared: &'static Shared,
     listener: Option<AuxListener>,
@@ -85,34 +85,45 @@ pub struct Reactor {
     max_connections: u64,
     counters: Counters,
     read_buf: Vec<u8>,
+    ready: Vec<Ready>,
     exit: Option<Exit>,
 }
 
 impl Reactor {
-    /// Binds the auxiliary socket under `socket_parent` and prepares the loop.
-    pub fn new(
+    /// A reactor serving the VM: frames on `stream`, descriptors on an
+    /// auxiliary socket bound under `socket_parent`.
+    pub fn serve(
         stream: FrameStream,
         shared: &'static Shared,
         vm_pid: i32,
         socket_parent: &Path,
     ) -> Result<Reactor, crate::Error> {
-        let mut selector = Selector::new()?;
-        shared.attach_poller(selector.poller());
+        let mut reactor = Reactor::detached(shared)?;
         let listener = AuxListener::bind(socket_parent, vm_pid)?;
         // SAFETY: the input and the listener are owned by the reactor and
         // deregistered before they are dropped (see `Drop` and `on_listener`).
         unsafe {
-            selector.register(stream.input.as_fd(), KEY_INPUT)?;
-            selector.register(listener.as_fd(), KEY_LISTENER)?;
+            reactor.selector.register(stream.input.as_fd(), KEY_INPUT)?;
+            reactor.selector.register(listener.as_fd(), KEY_LISTENER)?;
         }
-        selector.select(KEY_INPUT, Interest::READ)?;
-        selector.select(KEY_LISTENER, Interest::READ)?;
+        reactor.selector.select(KEY_INPUT, Interest::READ)?;
+        reactor.selector.select(KEY_LISTENER, Interest::READ)?;
+        reactor.input = Some(stream.input);
+        reactor.listener = Some(listener);
+        Ok(reactor)
+    }
+
+    /// A reactor with no VM attached: frames and descriptors are fed to it
+    /// with [`Reactor::handle_frame`] and [`Reactor::offer_fd`] (replay).
+    pub fn detached(shared: &'static Shared) -> Result<Reactor, crate::Error> {
+        let selector = Selector::new()?;
+        shared.attach_poller(selector.poller());
         Ok(Reactor {
             selector,
-            input: stream.input,
+            input: None,
             reader: FrameReader::new(MAX_FRAME),
             shared,
-            listener: Some(listener),
+            listener: None,
             aux: None,
             pairing: Pairing::default(),
             connections: Vec::new(),
@@ -121,6 +132,7 @@ impl Reactor {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             counters: Counters::default(),
             read_buf: Vec::with_capacity(READ_SIZE),
+            ready: Vec::with_capacity(256),
             exit: None,
         })
     }
@@ -133,31 +145,91 @@ impl Reactor {
             .map(|l| l.path().to_string_lossy().into_owned())
             .unwrap_or_default();
         self.notify(Notice::Hello { os_pid: std::process::id(), socket_path, max_frame: MAX_FRAME });
-        let mut ready: Vec<Ready> = Vec::with_capacity(256);
         Python::attach(|py| {
             while self.exit.is_none() {
                 let timeout = self.pairing.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
-                ready.clear();
-                let selector = &mut self.selector;
-                let waited = py.detach(|| selector.wait(&mut ready, timeout));
-                if let Err(e) = waited {
+                if let Err(e) = self.turn(py, timeout) {
                     self.log(LogLevel::Error, format!("poll failed: {e}"));
                     self.exit = Some(Exit::InputClosed);
-                    break;
                 }
-                for event in ready.iter().copied() {
-                    self.dispatch(py, event);
-                }
-                self.arm_requested_writes();
-                self.expire_pairing(Instant::now());
                 if self.shared.outbound.is_broken() && self.exit.is_none() {
                     self.exit = Some(Exit::OutputClosed);
                 }
             }
-            self.close_all(py);
-            python::flush_streams(py);
+            self.finish(py);
         });
         self.exit.unwrap_or(Exit::InputClosed)
+    }
+
+    /// One turn of the loop: waits (GIL released) up to `timeout` for events,
+    /// then serves them all under one GIL hold. Returns how many were served.
+    pub fn turn(&mut self, py: Python<'_>, timeout: Option<Duration>) -> std::io::Result<usize> {
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        let selector = &mut self.selector;
+        let waited = py.detach(|| selector.wait(&mut ready, timeout));
+        for event in ready.iter().copied() {
+            self.dispatch(py, event);
+        }
+        let served = ready.len();
+        self.ready = ready;
+        self.arm_requested_writes();
+        self.expire_pairing(Instant::now());
+        waited.map(|()| served)
+    }
+
+    /// Why the loop should end, once it should.
+    pub fn exit(&self) -> Option<Exit> {
+        self.exit
+    }
+
+    /// Closes every connection (each gets `connection_lost`), records the end
+    /// and flushes Python's streams.
+    pub fn finish(&mut self, py: Python<'_>) {
+        self.close_all(py);
+        python::flush_streams(py);
+        if let Some(recorder) = &self.shared.recorder {
+            let reason = match self.exit {
+                Some(Exit::Stopped) => "stopped",
+                Some(Exit::OutputClosed) => "output_closed",
+                Some(Exit::InputClosed) | None => "input_closed",
+            };
+            recorder.end(reason);
+        }
+    }
+
+    /// Serves one frame from the VM.
+    pub fn handle_frame(&mut self, py: Python<'_>, frame: &[u8]) {
+        if let Some(recorder) = &self.shared.recorder {
+            recorder.frame_in(frame);
+        }
+        self.on_frame(py, frame);
+    }
+
+    /// Reports a frame over the size limit.
+    pub fn handle_oversized_frame(&mut self, declared: usize) {
+        if let Some(recorder) = &self.shared.recorder {
+            recorder.frame_skipped(declared);
+        }
+        let error = crate::framing::FrameError::TooLarge { declared, limit: MAX_FRAME };
+        self.notify(Notice::FrameError(error.to_string()));
+    }
+
+    /// Takes a descriptor tagged `conn_id`, as if it came over the auxiliary socket.
+    pub fn offer_fd(&mut self, py: Python<'_>, conn_id: u64, fd: OwnedFd) {
+        if let Some(recorder) = &self.shared.recorder {
+            recorder.fd(conn_id, &fd);
+        }
+        match self.pairing.offer_fd(conn_id, fd, Instant::now()) {
+            Offer::Paired(paired) => self.open(py, paired),
+            Offer::Waiting => {}
+            Offer::Duplicate(fd) => {
+                drop(fd);
+                self.notify(Notice::AuxError(format!(
+                    "descriptor for connection id {conn_id}, which is already in use; closed"
+                )));
+            }
+        }
     }
 
     fn dispatch(&mut self, py: Python<'_>, event: Ready) {
@@ -189,12 +261,13 @@ impl Reactor {
     // ---- the VM's requests -------------------------------------------------
 
     fn on_input(&mut self, py: Python<'_>) {
-        let fill = self.reader.fill(&mut self.input);
+        let Some(input) = &mut self.input else { return };
+        let fill = self.reader.fill(input);
         while self.exit.is_none() {
             let Some(frame) = self.reader.next_frame() else { break };
             match frame {
-                Ok(bytes) => self.on_frame(py, &bytes),
-                Err(e) => self.notify(Notice::FrameError(e.to_string())),
+                Ok(bytes) => self.handle_frame(py, &bytes),
+                Err(crate::framing::FrameError::TooLarge { declared, .. }) => self.handle_oversized_frame(declared),
             }
         }
         match fill {
@@ -352,18 +425,8 @@ impl Reactor {
                     for problem in received.problems {
                         self.notify(Notice::AuxError(problem));
                     }
-                    let now = Instant::now();
                     for (conn_id, fd) in received.tagged {
-                        match self.pairing.offer_fd(conn_id, fd, now) {
-                            Offer::Paired(paired) => self.open(py, paired),
-                            Offer::Waiting => {}
-                            Offer::Duplicate(fd) => {
-                                drop(fd);
-                                self.notify(Notice::AuxError(format!(
-                                    "descriptor for connection id {conn_id}, which is already in use; closed"
-                                )));
-                            }
-                        }
+                        self.offer_fd(py, conn_id, fd);
                     }
                     if received.eof {
                         // The VM closed its end: no more descriptors will come,
@@ -421,7 +484,7 @@ impl Reactor {
         if let Err(e) = unsafe { self.selector.register(fd.as_fd(), key) } {
             return refuse(self, CloseReason::Io(io_errno(&e)));
         }
-        self.shared.connection_opened(raw);
+        self.shared.connection_opened(raw, conn_id);
         self.counters.total_connections += 1;
         self.active += 1;
         match bridge.init_connection(py, raw, &client_info) {
@@ -445,6 +508,9 @@ impl Reactor {
         let Some(conn) = self.connections.get(fd as usize).and_then(Option::as_ref) else { return };
         self.read_buf.resize(READ_SIZE, 0);
         let result = nix::unistd::read(conn.fd.as_fd(), &mut self.read_buf);
+        if let (Some(recorder), Ok(n)) = (&self.shared.recorder, result) {
+            recorder.read(conn.conn_id, &self.read_buf[..n]);
+        }
         match result {
             Ok(0) => self.close(py, fd, CloseReason::Eof),
             Ok(n) => {
@@ -579,7 +645,9 @@ impl Reactor {
 
 impl Drop for Reactor {
     fn drop(&mut self) {
-        let _ = self.selector.deregister(KEY_INPUT);
+        if self.input.is_some() {
+            let _ = self.selector.deregister(KEY_INPUT);
+        }
         if self.listener.is_some() {
             let _ = self.selector.deregister(KEY_LISTENER);
         }

@@ -148,8 +148,8 @@
 -type child_args() :: #{id := term(),
                         mode => mode(),
                         opts => opts(),
-                        restart => supervisor:restart(),
-                        shutdown => supervisor:shutdown()}.
+                        restart => permanent | transient | temporary,
+                        shutdown => brutal_kill | timeout()}.
 
 -type request_kind() :: stats | exec | eval | call.
 

@@ -32,6 +32,9 @@ class LogStream(io.TextIOBase):
     interleave.
     """
 
+    encoding = "utf-8"
+    errors = "strict"
+
     def __init__(self, level: str, name: str, sink: LogSink | None = None) -> None:
         super().__init__()
         self._level = level
@@ -51,14 +54,6 @@ class LogStream(io.TextIOBase):
     def level(self) -> str:
         """The log level each line is sent with."""
         return self._level
-
-    @property
-    def encoding(self) -> str:
-        return "utf-8"
-
-    @property
-    def errors(self) -> str:
-        return "strict"
 
     @property
     def line_buffering(self) -> bool:

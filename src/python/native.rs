@@ -5,8 +5,8 @@
 //! state installed once at start-up: a port serves one context, so there is
 //! exactly one loop to talk to.
 
-use std::collections::HashSet;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -20,12 +20,14 @@ use super::buffer::ReactorBuffer;
 use super::convert::{py_to_term, Pid};
 use crate::message::{LogLevel, Notice};
 use crate::outbound::Outbound;
+use crate::recording::Recorder;
 use eetf::Term;
 
 /// State shared between the loop and Python's calls into the port.
 #[derive(Debug)]
 pub struct Shared {
     pub outbound: Arc<Outbound>,
+    pub recorder: Option<Arc<Recorder>>,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     wake: Mutex<Wake>,
@@ -36,17 +38,18 @@ struct Wake {
     poller: Option<Arc<Poller>>,
     /// Connections whose write interest Python asked to arm.
     requested: Vec<RawFd>,
-    /// Descriptors of the live connections.
-    live: HashSet<RawFd>,
+    /// Connection ids of the live connections, by descriptor.
+    live: HashMap<RawFd, u64>,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
 impl Shared {
     /// Installs the process-wide state; the first call wins.
-    pub fn install(outbound: Arc<Outbound>) -> &'static Shared {
+    pub fn install(outbound: Arc<Outbound>, recorder: Option<Arc<Recorder>>) -> &'static Shared {
         SHARED.get_or_init(|| Shared {
             outbound,
+            recorder,
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             wake: Mutex::new(Wake::default()),
@@ -64,8 +67,19 @@ impl Shared {
         self.lock().poller = Some(poller);
     }
 
-    pub fn connection_opened(&self, fd: RawFd) {
-        self.lock().live.insert(fd);
+    pub fn connection_opened(&self, fd: RawFd, conn_id: u64) {
+        self.lock().live.insert(fd, conn_id);
+    }
+
+    /// Records connection bytes moved by Python's `read`/`write` helpers.
+    fn record(&self, fd: RawFd, data: &[u8], written: bool) {
+        let Some(recorder) = &self.recorder else { return };
+        let Some(conn_id) = self.lock().live.get(&fd).copied() else { return };
+        if written {
+            recorder.write(conn_id, data);
+        } else {
+            recorder.read(conn_id, data);
+        }
     }
 
     pub fn connection_closed(&self, fd: RawFd) {
@@ -83,7 +97,7 @@ impl Shared {
 
     fn request_write(&self, fd: RawFd) -> bool {
         let mut wake = self.lock();
-        if !wake.live.contains(&fd) {
+        if !wake.live.contains_key(&fd) {
             return false;
         }
         wake.requested.push(fd);
@@ -109,13 +123,16 @@ fn read(py: Python<'_>, fd: RawFd, size: usize) -> PyResult<Bound<'_, PyBytes>> 
     let n = nix::unistd::read(fd, &mut buf).unwrap_or(0);
     if let Some(s) = Shared::get() {
         s.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        if n > 0 {
+            s.record(fd.as_raw_fd(), &buf[..n], false);
+        }
     }
     Ok(PyBytes::new(py, &buf[..n]))
 }
 
 /// One `write(2)` of a bytes-like object: bytes written, 0 when it would block.
 #[pyfunction]
-fn write(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+fn write(fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> {
     let buffer = PyBuffer::<u8>::get(data)?;
     if !buffer.is_c_contiguous() {
         return Err(PyValueError::new_err("write needs a contiguous buffer"));
@@ -126,15 +143,13 @@ fn write(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> 
     // SAFETY: borrowed for the call only.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     let result = nix::unistd::write(borrowed, bytes);
+    if let (Ok(n), Some(s)) = (result, Shared::get()) {
+        s.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        s.record(fd, &bytes[..n], true);
+    }
     drop(buffer);
-    let _ = py;
     match result {
-        Ok(n) => {
-            if let Some(s) = Shared::get() {
-                s.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-            }
-            Ok(n)
-        }
+        Ok(n) => Ok(n),
         Err(nix::errno::Errno::EAGAIN) => Ok(0),
         Err(e) => Err(PyOSError::new_err((e as i32, e.desc()))),
     }
