@@ -167,7 +167,7 @@ fn text_of(term: &Term) -> Option<String> {
 
 /// A short rendering of a term for error messages.
 pub fn brief(term: &Term) -> String {
-    let mut s = term.to_string();
+    let mut s = terms::erlang_syntax(term);
     if s.len() > 200 {
         let mut cut = 200;
         while !s.is_char_boundary(cut) {

@@ -353,7 +353,7 @@ fn compare(recording: &Recording, frames_now: &[Vec<u8>], captured: &[Record], o
 /// One record as a line of text, terms in Erlang syntax.
 pub fn describe(record: &Record) -> String {
     let term_of = |frame: &[u8]| match terms::decode(frame) {
-        Ok(t) => t.to_string(),
+        Ok(t) => terms::erlang_syntax(&t),
         Err(e) => format!("<<invalid frame: {e}>>"),
     };
     let t = record.time_us() as f64 / 1e6;
@@ -377,7 +377,7 @@ pub fn describe(record: &Record) -> String {
 pub fn to_json(record: &Record) -> serde_json::Value {
     use serde_json::json;
     let term_of = |frame: &[u8]| match terms::decode(frame) {
-        Ok(t) => json!(t.to_string()),
+        Ok(t) => json!(terms::erlang_syntax(&t)),
         Err(e) => json!({ "invalid": e.to_string() }),
     };
     let hex = |data: &[u8]| data.iter().map(|b| format!("{b:02x}")).collect::<String>();

@@ -272,9 +272,138 @@ pub fn as_bytes(term: &Term) -> Option<&[u8]> {
     }
 }
 
+/// A term written as Erlang would print it (`~p` style, on one line):
+/// atoms quoted only when they must be, printable binaries as `<<"text">>`.
+pub fn erlang_syntax(term: &Term) -> String {
+    let mut out = String::new();
+    write_term(&mut out, term);
+    out
+}
+
+fn write_term(out: &mut String, term: &Term) {
+    use std::fmt::Write;
+    let join = |out: &mut String, items: &[Term]| {
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_term(out, item);
+        }
+    };
+    match term {
+        Term::Atom(a) => write_atom(out, &a.name),
+        Term::Binary(b) => write_binary(out, &b.bytes),
+        Term::ByteList(b) => match std::str::from_utf8(&b.bytes) {
+            Ok(text) if text.chars().all(|c| !c.is_control() || c == '\n' || c == '\t') => {
+                let _ = write!(out, "{text:?}");
+            }
+            _ => {
+                out.push('[');
+                let items: Vec<String> = b.bytes.iter().map(u8::to_string).collect();
+                out.push_str(&items.join(","));
+                out.push(']');
+            }
+        },
+        Term::List(l) => {
+            out.push('[');
+            join(out, &l.elements);
+            out.push(']');
+        }
+        Term::ImproperList(l) => {
+            out.push('[');
+            join(out, &l.elements);
+            out.push('|');
+            write_term(out, &l.last);
+            out.push(']');
+        }
+        Term::Tuple(t) => {
+            out.push('{');
+            join(out, &t.elements);
+            out.push('}');
+        }
+        Term::Map(m) => {
+            let mut entries: Vec<(String, String)> =
+                m.map.iter().map(|(k, v)| (erlang_syntax(k), erlang_syntax(v))).collect();
+            entries.sort();
+            out.push_str("#{");
+            let shown: Vec<String> = entries.into_iter().map(|(k, v)| format!("{k} => {v}")).collect();
+            out.push_str(&shown.join(","));
+            out.push('}');
+        }
+        Term::Pid(p) => {
+            let _ = write!(out, "<{}.{}.{}>", p.node.name, p.id, p.serial);
+        }
+        Term::Reference(r) => {
+            let ids: Vec<String> = r.id.iter().map(u32::to_string).collect();
+            let _ = write!(out, "#Ref<{}.{}>", r.node.name, ids.join("."));
+        }
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+fn write_atom(out: &mut String, name: &str) {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@');
+    if plain {
+        out.push_str(name);
+    } else {
+        out.push('\'');
+        for c in name.chars() {
+            if c == '\'' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('\'');
+    }
+}
+
+fn write_binary(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.chars().all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t')) => {
+            out.push_str("<<\"");
+            for c in text.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c => out.push(c),
+                }
+            }
+            out.push_str("\">>");
+        }
+        _ => {
+            let items: Vec<String> = bytes.iter().map(u8::to_string).collect();
+            out.push_str("<<");
+            out.push_str(&items.join(","));
+            out.push_str(">>");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prints_erlang_syntax() {
+        let t = tuple(vec![
+            atom("closed"),
+            integer(7),
+            atom("Hello world"),
+            binary(b"GET / HTTP/1.1\r\n".to_vec()),
+            binary(vec![0, 255]),
+            atom_map(vec![("b", integer(2)), ("a", list(vec![]))]),
+        ]);
+        assert_eq!(
+            erlang_syntax(&t),
+            r#"{closed,7,'Hello world',<<"GET / HTTP/1.1\r\n">>,<<0,255>>,#{a => [],b => 2}}"#
+        );
+    }
 
     fn enc(t: &Term) -> Vec<u8> {
         encode(t)

@@ -544,9 +544,11 @@ check_opt(_Key, _Value) ->
     unknown.
 
 chardata_opt(Data) ->
-    case unicode:characters_to_binary(Data) of
+    try unicode:characters_to_binary(Data) of
         Bin when is_binary(Bin) -> {ok, Bin};
-        _ -> error
+        _Incomplete -> error
+    catch
+        error:badarg -> error
     end.
 
 register_names(Opts) ->

@@ -33,6 +33,8 @@ all() ->
      segfault_kills_only_the_port,
      port_killed_externally,
      port_exits,
+     context_killed_ends_port,
+     vm_death_ends_port,
      bad_frames].
 
 init_per_testcase(_Case, Config) ->
@@ -108,6 +110,10 @@ bad_mode_and_options(_Config) ->
         py_reactor_context:start_link(1, worker, #{max_connections => 0}),
     {error, {bad_option, {default, yes}}} =
         py_reactor_context:start_link(1, worker, #{default => yes}),
+    {error, {bad_option, {setup_code, 42}}} =
+        py_reactor_context:start_link(1, worker, #{setup_code => 42}),
+    {error, {bad_option, {python_path, "/tmp"}}} =
+        py_reactor_context:start_link(1, worker, #{python_path => "/tmp"}),
     {error, {open_port, _, "/nonexistent/py_reactor_port"}} =
         py_reactor_context:start_link(1, worker, #{port_executable => "/nonexistent/py_reactor_port"}),
     {ok, Ctx} = py_reactor_context:start_link(1, worker, #{name => named_ctx}),
@@ -547,6 +553,41 @@ port_exits(_Config) ->
     Ctx = start(19, "Echo"),
     {error, {port_exited, 3}} = py_reactor_context:exec(Ctx, <<"import os; os._exit(3)">>),
     expect_exit(Ctx, {port_exited, 3}).
+
+%% A context killed without running terminate/2: the runtime closes its
+%% port, the port program sees end of file and exits.
+context_killed_ends_port(_Config) ->
+    process_flag(trap_exit, true),
+    Ctx = start(20, "Echo"),
+    #{os_pid := OsPid} = py_reactor_context:stats(Ctx),
+    {LSock, _} = listen(),
+    Client = handed_off(Ctx, LSock),
+    ok = echo(Client, <<"hi">>),
+    exit(Ctx, kill),
+    expect_exit(Ctx, killed),
+    wait_until(fun() -> not os_pid_alive(OsPid) end, port_gone),
+    ok = recv_closed(Client).
+
+%% The VM goes away: its ports see end of file and exit.
+vm_death_ends_port(_Config) ->
+    {ok, Peer, _Node} = peer:start_link(#{connection => standard_io,
+                                          args => lists:append([["-pa", Dir] || Dir <- code:get_path()])}),
+    OsPid = peer:call(Peer, ?MODULE, peer_start_context, [], 30000),
+    true = is_integer(OsPid),
+    true = os_pid_alive(OsPid),
+    ok = peer:stop(Peer),
+    wait_until(fun() -> not os_pid_alive(OsPid) end, port_gone).
+
+%% Runs in the peer: starts a context owned by a process that stays alive,
+%% returns the port's OS pid.
+peer_start_context() ->
+    Parent = self(),
+    spawn(fun() ->
+              {ok, Ctx} = py_reactor_context:start_link(peer, worker, ctx_opts("Echo")),
+              Parent ! {os_pid, maps:get(os_pid, py_reactor_context:stats(Ctx))},
+              receive after infinity -> ok end
+          end),
+    receive {os_pid, OsPid} -> OsPid after 20000 -> timeout end.
 
 bad_frames(_Config) ->
     ok = py_reactor_test_lib:capture_logs(),

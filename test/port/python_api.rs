@@ -167,6 +167,8 @@ fn terms_round_trip_through_python() {
         atom("false"),
         list(vec![]),
         list(vec![int(1), bin("two"), float(3.0)]),
+        list(vec![int(-1), int(-300), int(5)]),
+        list(vec![int(1), int(2), int(255)]),
         tup(vec![]),
         tup(vec![int(1), tup(vec![bin("nested"), list(vec![atom("true")])])]),
         map(vec![]),
@@ -229,6 +231,8 @@ fn terms_convert_to_the_documented_python_types() {
         "dict from eval: {}",
         show(&m)
     );
+    let l = p.eval_ok("[-1, -300, 5]");
+    assert!(term_eq(&l, &list(vec![int(-1), int(-300), int(5)])), "[-1, -300, 5] from eval: {}", show(&l));
     let big = p.eval_ok("2**100");
     assert_eq!(int_text(&big).as_deref(), Some("1267650600228229401496703205376"));
     let neg = p.eval_ok("-(2**64)");

@@ -125,10 +125,78 @@ pub fn any() -> Term {
     atom("_")
 }
 
+/// `term_to_binary/1`, as the VM does it.
+///
+/// Not `Term::encode`: eetf's encoder writes any list of fixnums below 256,
+/// negative ones included, as a byte string (`[-1]` becomes `[255]`).
 pub fn encode(t: &Term) -> Vec<u8> {
-    let mut v = Vec::new();
-    t.encode(&mut v).expect("encode term");
+    let mut v = vec![131];
+    encode_into(t, &mut v);
     v
+}
+
+fn encode_into(t: &Term, out: &mut Vec<u8>) {
+    match t {
+        Term::List(l) => {
+            let bytes: Option<Vec<u8>> = l
+                .elements
+                .iter()
+                .map(|e| match e {
+                    Term::FixInteger(i) => u8::try_from(i.value).ok(),
+                    _ => None,
+                })
+                .collect();
+            match bytes {
+                _ if l.elements.is_empty() => out.push(106),
+                Some(b) if b.len() <= 65535 => {
+                    out.push(107);
+                    out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+                    out.extend_from_slice(&b);
+                }
+                _ => {
+                    out.push(108);
+                    out.extend_from_slice(&(l.elements.len() as u32).to_be_bytes());
+                    for e in &l.elements {
+                        encode_into(e, out);
+                    }
+                    out.push(106);
+                }
+            }
+        }
+        Term::ImproperList(l) => {
+            out.push(108);
+            out.extend_from_slice(&(l.elements.len() as u32).to_be_bytes());
+            for e in &l.elements {
+                encode_into(e, out);
+            }
+            encode_into(&l.last, out);
+        }
+        Term::Tuple(x) => {
+            if x.elements.len() < 256 {
+                out.push(104);
+                out.push(x.elements.len() as u8);
+            } else {
+                out.push(105);
+                out.extend_from_slice(&(x.elements.len() as u32).to_be_bytes());
+            }
+            for e in &x.elements {
+                encode_into(e, out);
+            }
+        }
+        Term::Map(m) => {
+            out.push(116);
+            out.extend_from_slice(&(m.map.len() as u32).to_be_bytes());
+            for (k, v) in &m.map {
+                encode_into(k, out);
+                encode_into(v, out);
+            }
+        }
+        _ => {
+            let mut v = Vec::new();
+            t.encode(&mut v).expect("encode term");
+            out.extend_from_slice(&v[1..]);
+        }
+    }
 }
 
 pub fn as_atom(t: &Term) -> Option<&str> {
