@@ -97,8 +97,8 @@ pub enum Record {
     InSkipped { t_us: u64, declared: u64 },
     /// A frame to the VM.
     Out { t_us: u64, frame: Vec<u8> },
-    /// A descriptor arrived on the auxiliary socket.
-    Fd { t_us: u64, conn_id: u64, kind: FdKind },
+    /// A descriptor arrived on the auxiliary socket, as number `number`.
+    Fd { t_us: u64, conn_id: u64, kind: FdKind, number: u64 },
     /// Bytes read from a connection (empty: end of file).
     Read { t_us: u64, conn_id: u64, data: Vec<u8> },
     /// Bytes a protocol wrote to a connection.
@@ -156,9 +156,13 @@ impl Record {
                 tuple(vec![atom("in_skipped"), integer(*t_us), integer(*declared)])
             }
             Record::Out { t_us, frame } => tuple(vec![atom("out"), integer(*t_us), binary(frame.clone())]),
-            Record::Fd { t_us, conn_id, kind } => {
-                tuple(vec![atom("fd"), integer(*t_us), integer(*conn_id), atom(kind.name())])
-            }
+            Record::Fd { t_us, conn_id, kind, number } => tuple(vec![
+                atom("fd"),
+                integer(*t_us),
+                integer(*conn_id),
+                atom(kind.name()),
+                integer(*number),
+            ]),
             Record::Read { t_us, conn_id, data } => {
                 tuple(vec![atom("read"), integer(*t_us), integer(*conn_id), binary(data.clone())])
             }
@@ -189,7 +193,12 @@ impl Record {
             ("in", 3) => Record::In { t_us: u(1)?, frame: bytes(2)? },
             ("in_skipped", 3) => Record::InSkipped { t_us: u(1)?, declared: u(2)? },
             ("out", 3) => Record::Out { t_us: u(1)?, frame: bytes(2)? },
-            ("fd", 4) => Record::Fd { t_us: u(1)?, conn_id: u(2)?, kind: FdKind::from_name(as_atom(&e[3])?)? },
+            ("fd", 5) => Record::Fd {
+                t_us: u(1)?,
+                conn_id: u(2)?,
+                kind: FdKind::from_name(as_atom(&e[3])?)?,
+                number: u(4)?,
+            },
             ("read", 4) => Record::Read { t_us: u(1)?, conn_id: u(2)?, data: bytes(3)? },
             ("write", 4) => Record::Write { t_us: u(1)?, conn_id: u(2)?, data: bytes(3)? },
             ("end", 3) => Record::End { t_us: u(1)?, reason: as_atom(&e[2])?.to_string() },
@@ -271,7 +280,9 @@ impl Recorder {
     }
 
     pub fn fd(&self, conn_id: u64, fd: impl AsFd) {
-        self.record(Record::Fd { t_us: self.now_us(), conn_id, kind: FdKind::of(fd.as_fd()) });
+        let fd = fd.as_fd();
+        let number = std::os::fd::AsRawFd::as_raw_fd(&fd) as u64;
+        self.record(Record::Fd { t_us: self.now_us(), conn_id, kind: FdKind::of(fd), number });
     }
 
     pub fn read(&self, conn_id: u64, data: &[u8]) {

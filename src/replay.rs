@@ -188,8 +188,9 @@ pub fn replay(
                 reactor.handle_frame(py, &frame);
             }
             Record::InSkipped { declared, .. } => reactor.handle_oversized_frame(*declared as usize),
-            Record::Fd { conn_id, kind, .. } => {
+            Record::Fd { conn_id, kind, number, .. } => {
                 let (ours, peer) = Peer::pair(*kind)?;
+                let ours = renumber(ours, *number);
                 peers.insert(*conn_id, peer);
                 reactor.offer_fd(py, *conn_id, ours);
             }
@@ -236,6 +237,27 @@ pub fn replay(
     absorb(&recorder, &mut captured, &mut actual_reads);
     let frames_now = shared.outbound.take_memory();
     Ok(compare(recording, &frames_now, &captured, options))
+}
+
+/// Moves `fd` to descriptor `number` when that number is free, so the
+/// protocol sees the descriptor it saw when recorded (`self.fd` often shows
+/// up in its output). Otherwise keeps `fd` as it is.
+fn renumber(fd: OwnedFd, number: u64) -> OwnedFd {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let Ok(target) = i32::try_from(number) else { return fd };
+    if target <= 2 || target == fd.as_raw_fd() {
+        return fd;
+    }
+    // SAFETY: only probes whether `target` is open; nothing is done with it.
+    let open = fcntl(unsafe { BorrowedFd::borrow_raw(target) }, FcntlArg::F_GETFD).is_ok();
+    if open {
+        return fd;
+    }
+    // SAFETY: `target` is not open in this process (checked just above, and
+    // the replay is single-threaded), so the new descriptor is owned by the
+    // returned value alone.
+    unsafe { nix::unistd::dup2_raw(&fd, target) }.unwrap_or(fd)
 }
 
 /// Runs the loop without waiting until nothing is left to do.

@@ -697,8 +697,11 @@ shutdown_port(State = #state{port = undefined}) ->
     State;
 shutdown_port(State = #state{set_up = true, next_ref = Ref, stop_timeout = Timeout}) ->
     case send_frame({stop, Ref}, State) of
-        ok -> await_exit(Ref, deadline(Timeout), State#state{next_ref = Ref + 1});
-        {error, _} -> await_exit(Ref, deadline(0), State)
+        ok ->
+            await_exit(Ref, deadline(Timeout), State#state{next_ref = Ref + 1});
+        {error, _} ->
+            %% The port is closing already: its exit status is on its way.
+            await_exit(Ref, deadline(?KILL_WAIT), State)
     end;
 shutdown_port(State = #state{set_up = false, port = Port, os_pid = OsPid,
                              stop_timeout = Timeout}) ->

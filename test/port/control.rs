@@ -30,6 +30,7 @@ fn setup_error_returns_the_python_exception() {
     assert_eq!(ty, "ValueError");
     assert_eq!(msg, "bad setup");
     assert!(!tb.is_empty(), "empty traceback");
+    assert!(tb.contains("line 2"), "the traceback does not locate the raise (line 2 of setup_code):\n{tb}");
     assert!(p.is_running());
 
     let mut p = Port::start();
