@@ -14,7 +14,7 @@
     {in, non_neg_integer(), term() | {invalid, binary()}}
   | {in_skipped, non_neg_integer(), non_neg_integer()}
   | {out, non_neg_integer(), term()}
-  | {fd, non_neg_integer(), pos_integer(), atom()}
+  | {fd, non_neg_integer(), pos_integer(), atom(), non_neg_integer()}
   | {read, non_neg_integer(), pos_integer(), binary()}
   | {write, non_neg_integer(), pos_integer(), binary()}
   | {'end', non_neg_integer(), atom()}.
@@ -77,7 +77,7 @@ record({out, T, Frame}) when is_binary(Frame) ->
         error -> error
     end;
 record({in_skipped, _, _} = R) -> {ok, R};
-record({fd, _, _, _} = R) -> {ok, R};
+record({fd, _, _, _, _} = R) -> {ok, R};
 record({read, _, _, Bin} = R) when is_binary(Bin) -> {ok, R};
 record({write, _, _, Bin} = R) when is_binary(Bin) -> {ok, R};
 record({'end', _, _} = R) -> {ok, R};
