@@ -72,6 +72,13 @@ pub fn decode(bytes: &[u8]) -> Result<Term, TermError> {
 /// Encodes one term.
 pub fn encode(term: &Term) -> Vec<u8> {
     let mut out = Vec::new();
+    let fixed;
+    let term = if has_negative_in_list(term) {
+        fixed = widen_negatives_in_lists(term);
+        &fixed
+    } else {
+        term
+    };
     // Encoding into a Vec fails only for terms eetf cannot represent, which
     // this program never builds.
     if let Err(e) = term.encode(&mut out) {
@@ -80,6 +87,46 @@ pub fn encode(term: &Term) -> Vec<u8> {
         let _ = fallback.encode(&mut out);
     }
     out
+}
+
+/// eetf writes a list of small integers as a byte string and casts each to
+/// `u8`, so `[-1]` would arrive as `[255]`. A negative element written as a
+/// big integer keeps the list out of that path; the VM reads it back as a
+/// small integer.
+fn has_negative_in_list(term: &Term) -> bool {
+    match term {
+        Term::List(l) => l.elements.iter().any(|e| matches!(e, Term::FixInteger(i) if i.value < 0) || has_negative_in_list(e)),
+        Term::ImproperList(l) => l.elements.iter().any(has_negative_in_list) || has_negative_in_list(&l.last),
+        Term::Tuple(t) => t.elements.iter().any(has_negative_in_list),
+        Term::Map(m) => m.map.iter().any(|(k, v)| has_negative_in_list(k) || has_negative_in_list(v)),
+        _ => false,
+    }
+}
+
+fn widen_negatives_in_lists(term: &Term) -> Term {
+    match term {
+        Term::List(l) => Term::from(List::from(
+            l.elements
+                .iter()
+                .map(|e| match e {
+                    Term::FixInteger(i) if i.value < 0 => Term::from(eetf::BigInteger::from(i.value)),
+                    other => widen_negatives_in_lists(other),
+                })
+                .collect::<Vec<_>>(),
+        )),
+        Term::Tuple(t) => tuple(t.elements.iter().map(widen_negatives_in_lists).collect()),
+        Term::Map(m) => Term::from(Map::from(
+            m.map
+                .iter()
+                .map(|(k, v)| (widen_negatives_in_lists(k), widen_negatives_in_lists(v)))
+                .collect::<std::collections::HashMap<_, _>>(),
+        )),
+        Term::ImproperList(l) => Term::from(eetf::ImproperList::from((
+            l.elements.iter().map(widen_negatives_in_lists).collect::<Vec<_>>(),
+            widen_negatives_in_lists(&l.last),
+        ))),
+        other => other.clone(),
+    }
 }
 
 struct Cursor<'a> {
@@ -422,6 +469,24 @@ mod tests {
             Term::from(eetf::Float::try_from(1.5).unwrap()),
         ]);
         assert_eq!(decode(&enc(&t)).unwrap(), t);
+    }
+
+    #[test]
+    fn negative_integers_in_lists_survive_encoding() {
+        let t = tuple(vec![list(vec![Term::from(FixInteger::from(-1)), integer(5)])]);
+        let back = decode(&encode(&t)).unwrap();
+        let Term::Tuple(outer) = back else { panic!("not a tuple") };
+        let Term::List(l) = &outer.elements[0] else { panic!("not a list: {}", outer.elements[0]) };
+        let values: Vec<i64> = l
+            .elements
+            .iter()
+            .map(|e| match e {
+                Term::FixInteger(i) => i64::from(i.value),
+                Term::BigInteger(b) => i64::try_from(&b.value).unwrap(),
+                other => panic!("not an integer: {other}"),
+            })
+            .collect();
+        assert_eq!(values, vec![-1, 5]);
     }
 
     #[test]

@@ -54,6 +54,13 @@
 %% <dt>`env' (`[{string(), string() | false}]', default `[]')</dt>
 %% <dd>Environment of the port program, as the `env' option of
 %%     `open_port/2'.</dd>
+%% <dt>`record' (`file:filename_all()')</dt>
+%% <dd>The port writes every frame in both directions, with times, to this
+%%     file (`serve --record'); see `docs/recording.md' and
+%%     {@link py_reactor_recording:read/1}. Off by default.</dd>
+%% <dt>`record_bytes' (`boolean()', default `false')</dt>
+%% <dd>With `record': also every byte read from and written to each
+%%     connection (`--record-bytes').</dd>
 %% </dl>
 %%
 %% Unknown options are refused: `{error, {unknown_option, Key}}'; a bad value
@@ -119,7 +126,9 @@
                   start_timeout => timeout(),
                   stop_timeout => timeout(),
                   port_executable => file:filename_all(),
-                  env => [{string(), string() | false}]}.
+                  env => [{string(), string() | false}],
+                  record => file:filename_all(),
+                  record_bytes => boolean()}.
 
 -type server() :: pid() | atom().
 %% A context: its pid or its registered name.
@@ -257,6 +266,7 @@ handoff(Fd, ClientInfo) ->
 %% `{error, max_connections}' when `max_connections' connections are open
 %% (counted in `refused_handoffs');
 %% `{error, no_reactor_context}' when `Ctx' is not alive;
+%% `{error, {context_exited, Reason}}' when it stopped during the call;
 %% `{error, {bad_client_info, ClientInfo}}' when a term has no Python form;
 %% `{error, {aux_socket, Posix}}' when the descriptor could not be passed
 %% (`ebadf' for a closed descriptor, for instance).
@@ -497,8 +507,14 @@ check_opts(Opts) ->
                  default => false,
                  start_timeout => 30000,
                  stop_timeout => 5000,
-                 env => []},
-    check_opts(maps:to_list(Opts), Defaults).
+                 env => [],
+                 record_bytes => false},
+    case check_opts(maps:to_list(Opts), Defaults) of
+        {ok, #{record_bytes := true} = Opts1} when not is_map_key(record, Opts1) ->
+            {error, {bad_option, {record_bytes, true}}};
+        Result ->
+            Result
+    end.
 
 check_opts([], Acc) ->
     {ok, Acc};
@@ -527,6 +543,9 @@ check_opt(start_timeout, T) when T =:= infinity; is_integer(T), T >= 0 -> {ok, T
 check_opt(stop_timeout, T) when T =:= infinity; is_integer(T), T >= 0 -> {ok, T};
 check_opt(port_executable, Path) when is_list(Path); is_binary(Path) ->
     try {ok, filename:absname(Path)} catch error:_ -> error end;
+check_opt(record, Path) when is_list(Path); is_binary(Path) ->
+    try {ok, filename:absname(Path)} catch error:_ -> error end;
+check_opt(record_bytes, Bool) when is_boolean(Bool) -> {ok, Bool};
 check_opt(env, Env) when is_list(Env) ->
     case lists:all(fun({K, V}) -> io_lib:printable_list(K)
                                       andalso (V =:= false orelse io_lib:printable_list(V));
@@ -538,7 +557,8 @@ check_opt(env, Env) when is_list(Env) ->
 check_opt(Key, _Value) when Key =:= max_connections; Key =:= name;
                             Key =:= default; Key =:= start_timeout;
                             Key =:= stop_timeout; Key =:= python_path;
-                            Key =:= port_executable; Key =:= env ->
+                            Key =:= port_executable; Key =:= env;
+                            Key =:= record; Key =:= record_bytes ->
     error;
 check_opt(_Key, _Value) ->
     unknown.
@@ -570,7 +590,7 @@ start_port(Id, Mode, Opts) ->
     Exe = maps:get(port_executable, Opts, default_executable()),
     Deadline = deadline(maps:get(start_timeout, Opts)),
     PortOpts = [{packet, 4}, binary, exit_status, use_stdio, hide,
-                {args, ["serve", "--vm-pid", os:getpid()]},
+                {args, ["serve", "--vm-pid", os:getpid() | record_args(Opts)]},
                 {env, maps:get(env, Opts)}],
     try open_port({spawn_executable, Exe}, PortOpts) of
         Port ->
@@ -590,6 +610,13 @@ start_port(Id, Mode, Opts) ->
         error:Reason ->
             {error, {open_port, Reason, Exe}}
     end.
+
+record_args(#{record := Path, record_bytes := true}) ->
+    ["--record", Path, "--record-bytes"];
+record_args(#{record := Path}) ->
+    ["--record", Path];
+record_args(#{}) ->
+    [].
 
 default_executable() ->
     case code:priv_dir(py_reactor) of

@@ -142,9 +142,10 @@ pub fn python_error(py: Python<'_>, err: PyErr) -> PythonError {
         _ => qualname,
     };
     let message = value.str().map(|s| s.to_string()).unwrap_or_default();
+    // The traceback is kept beside the value, not on it: pass all three.
     let traceback = py
         .import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception", (value,)))
+        .and_then(|tb| tb.call_method1("format_exception", (ty, value, err.traceback(py))))
         .and_then(|lines| lines.extract::<Vec<String>>())
         .map(|lines| lines.concat())
         .unwrap_or_else(|_| format!("{kind}: {message}\n"));

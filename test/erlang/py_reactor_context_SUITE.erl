@@ -35,6 +35,7 @@ all() ->
      port_exits,
      context_killed_ends_port,
      vm_death_ends_port,
+     recording,
      bad_frames].
 
 init_per_testcase(_Case, Config) ->
@@ -588,6 +589,44 @@ peer_start_context() ->
               receive after infinity -> ok end
           end),
     receive {os_pid, OsPid} -> OsPid after 20000 -> timeout end.
+
+%% The record option: the port writes the session, Erlang reads it back,
+%% and the port's replay runs it again with the same outcome.
+recording(Config) ->
+    Path = filename:join(?config(priv_dir, Config), "session.rec"),
+    {error, {bad_option, {record_bytes, true}}} =
+        py_reactor_context:start_link(21, worker, ctx_opts("Echo", #{record_bytes => true})),
+    Ctx = start(21, "Upper", #{record => Path, record_bytes => true}),
+    {LSock, _} = listen(),
+    Client = handed_off(Ctx, LSock),
+    ok = echo(Client, <<"recorded">>, <<"RECORDED">>),
+    ok = gen_tcp:close(Client),
+    wait_until(fun() -> active(Ctx) =:= 0 end, closed),
+    ok = py_reactor_context:stop(Ctx),
+    {ok, #{header := #{connection_bytes := true}, records := Records, truncated := false}} =
+        py_reactor_recording:read(Path),
+    [{setup, _, #{setup_code := _}}] = [F || {in, _, F = {setup, _, _}} <- Records],
+    [{handoff, 1, #{conn_id := 1}}] = [F || {in, _, F = {handoff, _, _}} <- Records],
+    [_] = [R || R = {fd, _, 1, tcp, _} <- Records],
+    [<<"recorded">>, <<>>] = [B || {read, _, 1, B} <- Records],
+    [<<"RECORDED">>] = [B || {write, _, 1, B} <- Records],
+    [{closed, 1, eof}] = [F || {out, _, F = {closed, _, _}} <- Records],
+    {'end', _, stopped} = lists:last(Records),
+    %% Replayed offline by the port program.
+    Exe = filename:join(code:priv_dir(py_reactor), "py_reactor_port"),
+    Replay = open_port({spawn_executable, Exe},
+                       [{args, ["replay", Path, "--ignore-logs"]}, exit_status, stderr_to_stdout,
+                        binary]),
+    {0, Output} = port_exit(Replay, <<>>),
+    ct:log("replay: ~ts", [Output]).
+
+port_exit(Port, Acc) ->
+    receive
+        {Port, {data, Data}} -> port_exit(Port, <<Acc/binary, Data/binary>>);
+        {Port, {exit_status, Status}} -> {Status, Acc}
+    after 30000 ->
+        ct:fail({replay_timeout, Acc})
+    end.
 
 bad_frames(_Config) ->
     ok = py_reactor_test_lib:capture_logs(),

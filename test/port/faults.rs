@@ -203,6 +203,7 @@ fn faults_on_one_connection_leave_others_alone() {
     let mut p = Port::start_std(FAULTY);
     let (mut good, gid) = connect(&mut p, "ok");
     echo_roundtrip(&mut good, b"before");
+    let base = p.fd_count();
     for mode in ["data", "bogus", "factory", "made", "write", "none"] {
         let (mut c, id) = connect(&mut p, mode);
         let _ = c.write_all(b"x");
@@ -211,6 +212,8 @@ fn faults_on_one_connection_leave_others_alone() {
     }
     assert!(p.stat("python_errors") >= 4);
     assert_eq!(p.stat("active_connections"), 1);
+    let c = p.wait_fd_count(base, Duration::from_secs(2));
+    assert_eq!(c, base, "descriptors of faulty connections leaked (fds {c}, expected {base})");
     drop(good);
     p.wait_closed(gid);
 }

@@ -14,6 +14,14 @@
 //!
 //! Each test file includes this module with
 //! `#[path = "driver/mod.rs"] mod driver;`.
+//!
+//! Environment knobs (all optional):
+//! * `PY_REACTOR_PORT_EXE`: test this binary instead of the one Cargo built
+//!   (for instance an installed `priv/py_reactor_port`);
+//! * `PORT_TEST_STDERR`: echo the port's stderr live;
+//! * `PORT_TEST_LOGS`: echo `{log, Level, Text}` notices live.
+//!
+//! A failing test prints the port's stderr and its last notices.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
