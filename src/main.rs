@@ -65,6 +65,11 @@ enum Command {
         /// Do not compare log lines (Python output).
         #[arg(long)]
         ignore_logs: bool,
+        /// Check a fix: connections the recording shows closed by a Python
+        /// error or a bad action must not fail now (what they wrote before
+        /// failing must still be written); everything else must match.
+        #[arg(long)]
+        expect_fixed: bool,
         /// Seconds one recorded read may take to be consumed before the replay gives up.
         #[arg(long, default_value_t = 5.0)]
         step_timeout: f64,
@@ -98,7 +103,16 @@ fn main() -> ExitCode {
             serve(vm_pid, python_dir, &socket_dir, record.as_deref(), record_bytes)
         }
         Command::Python { python_dir, args } => run_python(python_dir, &args),
-        Command::Replay { file, setup_code, app_module, python_path, ignore_logs, step_timeout, python_dir } => {
+        Command::Replay {
+            file,
+            setup_code,
+            app_module,
+            python_path,
+            ignore_logs,
+            expect_fixed,
+            step_timeout,
+            python_dir,
+        } => {
             let setup_code = match setup_code.map(std::fs::read_to_string).transpose() {
                 Ok(code) => code,
                 Err(e) => {
@@ -111,6 +125,7 @@ fn main() -> ExitCode {
                 app_module,
                 python_path,
                 ignore_logs,
+                expect_fixed,
                 step_timeout: std::time::Duration::from_secs_f64(step_timeout.max(0.0)),
             };
             Ok(run_replay(&file, &options, python_dir))
@@ -199,11 +214,12 @@ fn run_replay(file: &Path, options: &ReplayOptions, python_dir: Option<PathBuf>)
     match result {
         Ok(Ok(m)) => {
             println!(
-                "replay matches: {} records, {} frames to the VM, {} connections, {} bytes written{}",
+                "replay matches: {} records, {} frames to the VM, {} connections, {} bytes written{}{}",
                 m.records,
                 m.frames,
                 m.connections,
                 m.bytes,
+                if m.fixed > 0 { format!(", {} failing connections fixed", m.fixed) } else { String::new() },
                 if m.truncated { " (recording cut short: compared up to its end)" } else { "" }
             );
             ExitCode::SUCCESS

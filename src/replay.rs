@@ -36,6 +36,11 @@ pub struct ReplayOptions {
     pub ignore_logs: bool,
     /// How long one recorded read may take to be consumed.
     pub step_timeout: Duration,
+    /// Checks a fix: connections the recording shows closed by a protocol
+    /// error (an exception or a bad action) must not fail now; what they
+    /// wrote before failing must still be written; everything else must
+    /// match as usual.
+    pub expect_fixed: bool,
 }
 
 /// The first difference between the recording and the replay.
@@ -47,6 +52,8 @@ pub enum Divergence {
     Bytes { conn_id: u64, offset: usize, expected: Vec<u8>, got: Vec<u8> },
     /// The protocol did not read recorded input within the step timeout.
     Stalled { conn_id: u64, record: usize, expected_total: usize, read_total: usize },
+    /// With `expect_fixed`: a connection that failed in the recording fails again.
+    StillFails { conn_id: u64, reason: String },
 }
 
 impl std::fmt::Display for Divergence {
@@ -70,6 +77,9 @@ impl std::fmt::Display for Divergence {
                 "connection {conn_id} stopped reading at record {record}: the recording read {expected_total} bytes \
                  by then, the replay {read_total}"
             ),
+            Divergence::StillFails { conn_id, reason } => {
+                write!(f, "connection {conn_id} still fails as in the recording: {reason}")
+            }
         }
     }
 }
@@ -93,6 +103,8 @@ pub struct Matched {
     /// The recording was cut short (the port died); extra output after its
     /// end was not compared.
     pub truncated: bool,
+    /// Connections that failed in the recording and no longer do (`expect_fixed`).
+    pub fixed: usize,
 }
 
 /// The peer end of a recreated connection.
@@ -332,16 +344,83 @@ fn written(records: &[Record]) -> BTreeMap<u64, Vec<u8>> {
     out
 }
 
-fn compare(recording: &Recording, frames_now: &[Vec<u8>], captured: &[Record], options: &ReplayOptions) -> Result<Matched, Divergence> {
+/// `{closed, ConnId, Reason}` as its parts.
+fn closed_notice(term: &Term) -> Option<(u64, &Term)> {
+    let Term::Tuple(t) = term else { return None };
+    match t.elements.as_slice() {
+        [tag, id, reason] if as_atom(tag) == Some("closed") => terms::as_u64(id).map(|id| (id, reason)),
+        _ => None,
+    }
+}
+
+/// A close reason that blames the protocol: `{python, ...}` or `{bad_action, _}`.
+fn is_protocol_error(reason: &Term) -> bool {
+    let Term::Tuple(t) = reason else { return false };
+    matches!(t.elements.first().and_then(as_atom), Some("python" | "bad_action"))
+}
+
+fn tag_of(term: &Term) -> Option<&str> {
+    match term {
+        Term::Tuple(t) => t.elements.first().and_then(as_atom),
+        _ => None,
+    }
+}
+
+/// A frame with the Python error count taken out of a stats reply: a fix
+/// changes that count and nothing else about the reply.
+fn without_error_count(term: Term) -> Term {
+    let Term::Tuple(mut reply) = term else { return term };
+    if reply.elements.len() == 3 && tag_of(&Term::Tuple(reply.clone())) == Some("reply") {
+        if let Term::Tuple(result) = &mut reply.elements[2] {
+            if let [ok, Term::Map(stats)] = result.elements.as_mut_slice() {
+                if as_atom(ok) == Some("ok") {
+                    stats.map.remove(&terms::atom("python_errors"));
+                }
+            }
+        }
+    }
+    Term::Tuple(reply)
+}
+
+fn compare(
+    recording: &Recording,
+    frames_now: &[Vec<u8>],
+    captured: &[Record],
+    options: &ReplayOptions,
+) -> Result<Matched, Divergence> {
     let truncated = !recording.ended();
-    let expected = frame_terms(
+    let mut expected = frame_terms(
         recording.records.iter().filter_map(|r| match r {
             Record::Out { frame, .. } => Some(frame.clone()),
             _ => None,
         }),
         options.ignore_logs,
     );
-    let got = frame_terms(frames_now.iter().cloned(), options.ignore_logs);
+    let mut got = frame_terms(frames_now.iter().cloned(), options.ignore_logs);
+    let mut faulty = std::collections::BTreeSet::new();
+    if options.expect_fixed {
+        faulty = expected
+            .iter()
+            .filter_map(closed_notice)
+            .filter(|(_, reason)| is_protocol_error(reason))
+            .map(|(id, _)| id)
+            .collect();
+        if let Some((conn_id, reason)) = got
+            .iter()
+            .filter_map(closed_notice)
+            .find(|(id, reason)| faulty.contains(id) && is_protocol_error(reason))
+        {
+            return Err(Divergence::StillFails { conn_id, reason: brief(reason) });
+        }
+        let unrelated = |t: &Term| {
+            let faulty_close = closed_notice(t).is_some_and(|(id, _)| faulty.contains(&id));
+            let error_log = tag_of(t) == Some("log")
+                && matches!(t, Term::Tuple(l) if l.elements.get(1).and_then(as_atom) == Some("error"));
+            !faulty_close && !error_log
+        };
+        expected = expected.into_iter().filter(unrelated).map(without_error_count).collect();
+        got = got.into_iter().filter(unrelated).map(without_error_count).collect();
+    }
     let compared = if truncated { expected.len() } else { expected.len().max(got.len()) };
     for index in 0..compared {
         let (e, g) = (expected.get(index), got.get(index));
@@ -356,10 +435,18 @@ fn compare(recording: &Recording, frames_now: &[Vec<u8>], captured: &[Record], o
     for conn_id in ids {
         let e = expected_bytes.get(&conn_id).map(Vec::as_slice).unwrap_or(&[]);
         let g = got_bytes.get(&conn_id).map(Vec::as_slice).unwrap_or(&[]);
-        let g_cmp = if truncated && g.len() > e.len() { &g[..e.len()] } else { g };
+        // Past the recording's end (a crash) or past a failure the fix
+        // removed, the replay may go on writing: compare what was recorded.
+        let open_ended = truncated || faulty.contains(&conn_id);
+        let g_cmp = if open_ended && g.len() > e.len() { &g[..e.len()] } else { g };
         if e != g_cmp {
             let offset = e.iter().zip(g_cmp).take_while(|(a, b)| a == b).count();
-            return Err(Divergence::Bytes { conn_id, offset, expected: e[offset..].to_vec(), got: g_cmp[offset..].to_vec() });
+            return Err(Divergence::Bytes {
+                conn_id,
+                offset,
+                expected: e[offset..].to_vec(),
+                got: g_cmp[offset..].to_vec(),
+            });
         }
         bytes += e.len();
     }
@@ -369,6 +456,7 @@ fn compare(recording: &Recording, frames_now: &[Vec<u8>], captured: &[Record], o
         connections: recording.records.iter().filter(|r| matches!(r, Record::Fd { .. })).count(),
         bytes,
         truncated,
+        fixed: faulty.len(),
     })
 }
 

@@ -127,6 +127,14 @@ reactor.set_protocol_factory(Fragile)
     let (status, text) = replay(&path, &["--setup-code", fixed.to_str().unwrap()]);
     assert_eq!(status, 1, "{text}");
     assert!(text.contains("frame") && text.contains("ValueError"), "{text}");
+    // Checking the fix: the failing connection no longer fails, the rest matches.
+    let (status, text) = replay(&path, &["--setup-code", fixed.to_str().unwrap(), "--expect-fixed"]);
+    assert_eq!(status, 0, "{text}");
+    assert!(text.contains("1 failing connections fixed"), "{text}");
+    // The unfixed code does not pass that check.
+    let (status, text) = replay(&path, &["--expect-fixed"]);
+    assert_eq!(status, 1, "{text}");
+    assert!(text.contains(&format!("connection {id} still fails")) && text.contains("ValueError"), "{text}");
 }
 
 #[test]
