@@ -386,3 +386,28 @@ fn eof_on_stdin_before_setup_exits_zero() {
     assert!(!path.exists(), "socket path {path:?} left behind");
     assert!(!path.parent().unwrap().exists(), "socket directory left behind");
 }
+
+#[test]
+fn a_stuck_callback_does_not_keep_the_port_alive_after_the_vm_has_gone() {
+    let mut p = Port::start_std(
+        r#"
+import erlang.reactor as reactor
+class Stuck(reactor.Protocol):
+    def data_received(self, data):
+        report("stuck")
+        while True:
+            pass
+reactor.set_protocol_factory(Stuck)
+"#,
+    );
+    let (mut c, _id) = p.handoff_tcp();
+    std::io::Write::write_all(&mut c, b"x").unwrap();
+    p.wait_report("stuck");
+    let started = std::time::Instant::now();
+    p.close_stdin();
+    let status = p.wait_exit(Duration::from_secs(10)).expect("a stuck port outlived its VM");
+    assert_eq!(status.code(), Some(3), "exit status {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
+    let r = sees_close(c.as_fd(), Duration::from_secs(2));
+    assert!(r.is_ok(), "peer did not see the close: {}", r.unwrap_err());
+}
