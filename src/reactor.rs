@@ -37,9 +37,10 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 100;
 /// Size of one read from a connection.
 const READ_SIZE: usize = 64 * 1024;
 
-/// Reads up to this size are copied out of the reusable read buffer (cheap at
-/// this size); larger ones move the buffer itself into the `ReactorBuffer`.
-const COPY_THRESHOLD: usize = 4 * 1024;
+/// A read that fills less than this share of the buffer gives the rest back
+/// to the allocator (an in-place shrink, not a copy) before the buffer is
+/// lent to Python, so a small message does not pin 64 KiB.
+const SHRINK_BELOW: usize = READ_SIZE / 2;
 
 fn connection_key(fd: RawFd) -> usize {
     fd as usize + KEY_FIRST_CONNECTION
@@ -84,7 +85,6 @@ pub struct Reactor {
     bridge: Option<Bridge>,
     max_connections: u64,
     counters: Counters,
-    read_buf: Vec<u8>,
     ready: Vec<Ready>,
     exit: Option<Exit>,
 }
@@ -131,7 +131,6 @@ impl Reactor {
             bridge: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             counters: Counters::default(),
-            read_buf: Vec::with_capacity(READ_SIZE),
             ready: Vec::with_capacity(256),
             exit: None,
         })
@@ -505,24 +504,23 @@ impl Reactor {
     }
 
     fn on_readable(&mut self, py: Python<'_>, fd: RawFd) {
-        let Some(conn) = self.connections.get(fd as usize).and_then(Option::as_ref) else { return };
-        self.read_buf.resize(READ_SIZE, 0);
-        let result = nix::unistd::read(conn.fd.as_fd(), &mut self.read_buf);
+        let Some(conn) = self.connection(fd) else { return };
+        // The kernel reads straight into the buffer that Python will get:
+        // the data is never copied on its way to `data_received`.
+        let mut data = vec![0u8; READ_SIZE];
+        let result = nix::unistd::read(conn.fd.as_fd(), &mut data);
         if let (Some(recorder), Ok(n)) = (&self.shared.recorder, result) {
-            recorder.read(conn.conn_id, &self.read_buf[..n]);
+            recorder.read(conn.conn_id, &data[..n]);
         }
         match result {
             Ok(0) => self.close(py, fd, CloseReason::Eof),
             Ok(n) => {
                 self.shared.bytes_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 self.counters.total_requests += 1;
-                let data = if n <= COPY_THRESHOLD {
-                    self.read_buf[..n].to_vec()
-                } else {
-                    let mut taken = std::mem::replace(&mut self.read_buf, Vec::with_capacity(READ_SIZE));
-                    taken.truncate(n);
-                    taken
-                };
+                data.truncate(n);
+                if n < SHRINK_BELOW {
+                    data.shrink_to_fit();
+                }
                 let Some(conn) = self.connection(fd) else { return };
                 let result = match &self.bridge {
                     Some(bridge) => bridge.data_received(py, &conn.protocol, data),
