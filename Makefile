@@ -3,7 +3,7 @@
 #   make run     build everything, then serve the example on PORT (default 8080)
 #   make test    build everything, then run every linter and test suite
 #
-# Other targets: deps, port, build, lint, test-python, clean.
+# Other targets: deps, port, build, lint, test-python, example-recording, clean.
 # Every recipe line is its own step; the first one that fails stops the run.
 
 SHELL := bash
@@ -23,7 +23,7 @@ PYTHON_SOURCES := python test/python examples
 EXAMPLES_EBIN := _build/examples
 EXAMPLES_ERL := $(wildcard examples/*.erl)
 
-.PHONY: all deps port build test lint test-python run clean
+.PHONY: all deps port build test lint test-python run example-recording clean
 
 all: build
 
@@ -71,6 +71,12 @@ run: build
 	$(ERLC) -o $(EXAMPLES_EBIN) -pa _build/default/lib/py_reactor/ebin $(EXAMPLES_ERL)
 	$(ERL) -noshell -pa _build/default/lib/*/ebin -pa $(EXAMPLES_EBIN) \
 	    -eval 'py_reactor_example:main($(PORT))'
+
+## example-recording: record examples/recordings/http_bug.rec again, a real
+## session of an HTTP protocol with a bug (see README.md, "Reproducing a
+## protocol bug offline")
+example-recording: build
+	escript examples/recordings/record_example.escript
 
 ## clean: remove every build output
 clean:

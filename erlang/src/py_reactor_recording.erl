@@ -40,10 +40,10 @@ read(Path) ->
 %% names the offset.
 -spec parse(binary()) -> {ok, recording()} | {error, term()}.
 parse(<<Len:32/big, Header:Len/binary, Rest/binary>>) ->
-    case safe_decode(Header) of
+    case decode_term(Header) of
         {ok, {py_reactor_recording, ?VERSION, Info}} when is_map(Info) ->
             records(Rest, 4 + Len, Info, []);
-        {ok, {py_reactor_recording, Version, _}} ->
+        {ok, {py_reactor_recording, Version, _}} when Version =/= ?VERSION ->
             {error, {unsupported_version, Version}};
         _ ->
             {error, {no_header, 0}}
@@ -54,7 +54,7 @@ parse(_) ->
 records(<<>>, _Offset, Header, Acc) ->
     {ok, #{header => Header, records => lists:reverse(Acc), truncated => false}};
 records(<<Len:32/big, Body:Len/binary, Rest/binary>>, Offset, Header, Acc) ->
-    case safe_decode(Body) of
+    case decode_term(Body) of
         {ok, Term} ->
             case record(Term) of
                 {ok, Record} -> records(Rest, Offset + 4 + Len, Header, [Record | Acc]);
@@ -67,12 +67,12 @@ records(_Incomplete, Offset, Header, Acc) ->
     {ok, #{header => Header, records => lists:reverse(Acc), truncated => Offset}}.
 
 record({in, T, Frame}) when is_binary(Frame) ->
-    case safe_decode(Frame) of
+    case decode_term(Frame) of
         {ok, Term} -> {ok, {in, T, Term}};
         error -> {ok, {in, T, {invalid, Frame}}}
     end;
 record({out, T, Frame}) when is_binary(Frame) ->
-    case safe_decode(Frame) of
+    case decode_term(Frame) of
         {ok, Term} -> {ok, {out, T, Term}};
         error -> error
     end;
@@ -83,9 +83,14 @@ record({write, _, _, Bin} = R) when is_binary(Bin) -> {ok, R};
 record({'end', _, _} = R) -> {ok, R};
 record(_) -> error.
 
-safe_decode(Bin) ->
-    try binary_to_term(Bin, [safe]) of
-        Term -> {ok, Term}
+%% Not `[safe]': a recording names atoms (`connection_bytes', `closed', the
+%% reasons and notices of the port, the atoms of the terms a session carried)
+%% that need not exist yet in the VM reading it, and `safe' refuses every
+%% record holding one. A term must fill its record exactly.
+decode_term(Bin) ->
+    try binary_to_term(Bin, [used]) of
+        {Term, Used} when Used =:= byte_size(Bin) -> {ok, Term};
+        {_Term, _Used} -> error
     catch
         error:badarg -> error
     end.
