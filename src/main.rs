@@ -188,20 +188,100 @@ fn run_replay(file: &Path, options: &ReplayOptions, python_dir: Option<PathBuf>)
     if let Some(offset) = recording.truncated_at {
         eprintln!("py_reactor_port: the recording ends in an incomplete record at offset {offset} (the port died); replaying what precedes it");
     }
+    // The protocol may end the process (os._exit, a segfault), as it may
+    // have ended the recorded port: the replay runs in a child that mirrors
+    // everything it captures to this process, which judges it either way.
+    let (mirror_read, mirror_write) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("py_reactor_port: cannot create a pipe: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // SAFETY: this process has started no thread and no interpreter yet, so
+    // the child starts from a consistent copy of a single-threaded process.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => {
+            eprintln!("py_reactor_port: cannot fork the replay: {e}");
+            ExitCode::from(2)
+        }
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(mirror_read);
+            let code = replay_in_child(&recording, options, python_dir, std::fs::File::from(mirror_write));
+            std::process::exit(code);
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(mirror_write);
+            let mut mirrored = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(mirror_read), &mut mirrored);
+            let status = loop {
+                match nix::sys::wait::waitpid(child, None) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other,
+                }
+            };
+            let mirrored = recording::parse(&mirrored).ok();
+            let death = match status {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, code))
+                    if mirrored.as_ref().is_some_and(replay::finished) =>
+                {
+                    return ExitCode::from(u8::try_from(code).unwrap_or(2));
+                }
+                Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+                Ok(nix::sys::wait::WaitStatus::Signaled(_, signal, _)) => format!("killed by {signal}"),
+                Ok(other) => format!("{other:?}"),
+                Err(e) => format!("lost: {e}"),
+            };
+            let Some(mirrored) = mirrored else {
+                // The child failed before the replay began and said why.
+                eprintln!("py_reactor_port: the replay could not start ({death})");
+                return ExitCode::from(2);
+            };
+            match replay::judge_death(&recording, &mirrored, options, &death) {
+                Ok(m) => {
+                    println!(
+                        "replay matches: {} records, {} frames to the VM, {} bytes written; the replay died \
+                         ({death}) where the recording was cut short by the death of the recorded port",
+                        m.records, m.frames, m.bytes
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(divergence) => {
+                    println!("replay differs: {divergence}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+/// The replay itself, in the child: returns the exit status.
+fn replay_in_child(
+    recording: &recording::Recording,
+    options: &ReplayOptions,
+    python_dir: Option<PathBuf>,
+    mirror: std::fs::File,
+) -> i32 {
+    let recorder = match Recorder::in_memory(Some(mirror)) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("py_reactor_port: replay failed: {e}");
+            return 2;
+        }
+    };
     let result = (|| -> Result<_, Error> {
         let package_dir = python::find_package_dir(python_dir).ok_or(Error::NoPackageDir)?;
-        let recorder = Arc::new(Recorder::in_memory());
-        let outbound = Outbound::new(Sink::Memory(Vec::new()), None);
-        let shared = Shared::install(Arc::new(outbound), Some(recorder));
+        let outbound = Outbound::new(Sink::Memory(Vec::new()), Some(Arc::clone(&recorder)));
+        let shared = Shared::install(Arc::new(outbound), Some(Arc::clone(&recorder)));
         python::initialize(&package_dir, &["py_reactor_port".to_string()])?;
         stdio::set_signal_dispositions()?;
         let tty = std::io::stderr().is_terminal();
         let mut last = std::time::Instant::now();
-        pyo3::Python::attach(|py| {
+        let verdict = pyo3::Python::attach(|py| {
             if let Err(e) = python::redirect_streams(py) {
                 eprintln!("py_reactor_port: Python output stays on stderr: {}", e.message);
             }
-            replay::replay(py, shared, &recording, options, |done, total| {
+            replay::replay(py, shared, recording, options, |done, total| {
                 if tty && (done == total || last.elapsed().as_millis() >= 100) {
                     last = std::time::Instant::now();
                     eprint!("\rreplaying: {done}/{total} records");
@@ -210,9 +290,10 @@ fn run_replay(file: &Path, options: &ReplayOptions, python_dir: Option<PathBuf>)
                     }
                 }
             })
-        })
+        })?;
+        Ok(verdict)
     })();
-    match result {
+    let code = match result {
         Ok(Ok(m)) => {
             println!(
                 "replay matches: {} records, {} frames to the VM, {} connections, {} bytes written{}{}",
@@ -223,17 +304,20 @@ fn run_replay(file: &Path, options: &ReplayOptions, python_dir: Option<PathBuf>)
                 if m.fixed > 0 { format!(", {} failing connections fixed", m.fixed) } else { String::new() },
                 if m.truncated { " (recording cut short: compared up to its end)" } else { "" }
             );
-            ExitCode::SUCCESS
+            0
         }
         Ok(Err(divergence)) => {
             println!("replay differs: {divergence}");
-            ExitCode::from(1)
+            1
         }
         Err(e) => {
             eprintln!("py_reactor_port: replay failed: {e}");
-            ExitCode::from(2)
+            2
         }
-    }
+    };
+    let _ = std::io::stdout().flush();
+    recorder.end(replay::FINISHED);
+    code
 }
 
 fn dump(file: &Path, json: bool) -> ExitCode {

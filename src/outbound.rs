@@ -67,7 +67,11 @@ impl Outbound {
             }
             Sink::Stderr => writeln!(io::stderr(), "py_reactor_port: {}", notice.to_term()),
             Sink::Memory(frames) => {
-                frames.push(notice.encode());
+                let frame = notice.encode();
+                if let Some(recorder) = &self.recorder {
+                    recorder.frame_out(&frame);
+                }
+                frames.push(frame);
                 Ok(())
             }
         };

@@ -225,8 +225,9 @@ impl Record {
 #[derive(Debug)]
 enum Sink {
     File(File),
-    /// Kept in memory: replay compares what the protocol does now with the file.
-    Memory(Vec<Record>),
+    /// Kept in memory (replay compares what the protocol does now with the
+    /// file), and also written to `mirror` as it happens when there is one.
+    Memory { records: Vec<Record>, mirror: Option<File> },
 }
 
 /// Writes records as the port runs.
@@ -252,9 +253,26 @@ impl Recorder {
         Ok(recorder)
     }
 
-    /// A recorder that keeps everything in memory, connection bytes included.
-    pub fn in_memory() -> Recorder {
-        Recorder { sink: Mutex::new(Sink::Memory(Vec::new())), start: Instant::now(), connection_bytes: true }
+    /// A recorder that keeps everything in memory, connection bytes
+    /// included, and writes each record to `mirror` too (with a header
+    /// first), so another process sees what was captured even if this one
+    /// dies.
+    pub fn in_memory(mirror: Option<File>) -> io::Result<Recorder> {
+        let mut mirror = mirror;
+        if let Some(file) = &mut mirror {
+            let header = Record::Header {
+                version: FORMAT_VERSION,
+                started_unix_us: 0,
+                os_pid: u64::from(std::process::id()),
+                connection_bytes: true,
+            };
+            write_record(file, &header)?;
+        }
+        Ok(Recorder {
+            sink: Mutex::new(Sink::Memory { records: Vec::new(), mirror }),
+            start: Instant::now(),
+            connection_bytes: true,
+        })
     }
 
     /// Microseconds since the recording started.
@@ -304,7 +322,7 @@ impl Recorder {
     /// Takes the records kept in memory.
     pub fn take_memory(&self) -> Vec<Record> {
         match &mut *self.lock() {
-            Sink::Memory(records) => std::mem::take(records),
+            Sink::Memory { records, .. } => std::mem::take(records),
             Sink::File(_) => Vec::new(),
         }
     }
@@ -323,19 +341,23 @@ impl Recorder {
 
     fn push(&self, record: Record) -> io::Result<()> {
         match &mut *self.lock() {
-            Sink::Memory(records) => {
+            Sink::Memory { records, mirror } => {
+                let mirrored = mirror.as_mut().map_or(Ok(()), |file| write_record(file, &record));
                 records.push(record);
-                Ok(())
+                mirrored
             }
-            Sink::File(file) => {
-                let body = terms::encode(&record.to_term());
-                let mut bytes = Vec::with_capacity(4 + body.len());
-                bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                bytes.extend_from_slice(&body);
-                file.write_all(&bytes)
-            }
+            Sink::File(file) => write_record(file, &record),
         }
     }
+}
+
+/// One record, length first, in a single `write(2)`.
+fn write_record(file: &mut File, record: &Record) -> io::Result<()> {
+    let body = terms::encode(&record.to_term());
+    let mut bytes = Vec::with_capacity(4 + body.len());
+    bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    file.write_all(&bytes)
 }
 
 /// Reads a whole recording file.

@@ -54,6 +54,8 @@ pub enum Divergence {
     Stalled { conn_id: u64, record: usize, expected_total: usize, read_total: usize },
     /// With `expect_fixed`: a connection that failed in the recording fails again.
     StillFails { conn_id: u64, reason: String },
+    /// The replay's process died, where the recorded port did not.
+    Died { death: String },
 }
 
 impl std::fmt::Display for Divergence {
@@ -79,6 +81,9 @@ impl std::fmt::Display for Divergence {
             ),
             Divergence::StillFails { conn_id, reason } => {
                 write!(f, "connection {conn_id} still fails as in the recording: {reason}")
+            }
+            Divergence::Died { death } => {
+                write!(f, "the replay died ({death}), but the recorded session went on to a clean end")
             }
         }
     }
@@ -344,6 +349,38 @@ fn written(records: &[Record]) -> BTreeMap<u64, Vec<u8>> {
     out
 }
 
+/// Marks the end of a replay that finished (the last mirrored record).
+pub const FINISHED: &str = "replay_finished";
+
+/// Whether a mirrored stream ends with the mark of a finished replay.
+pub fn finished(mirrored: &Recording) -> bool {
+    matches!(mirrored.records.last(), Some(Record::End { reason, .. }) if reason == FINISHED)
+}
+
+/// Judges a replay whose process died before it finished, from what it
+/// mirrored while it ran. Dying is what the recorded port did too when the
+/// recording has no clean end, and then what the replay produced up to its
+/// death is compared; after a clean recorded end, dying is a difference.
+pub fn judge_death(
+    recording: &Recording,
+    mirrored: &Recording,
+    options: &ReplayOptions,
+    death: &str,
+) -> Result<Matched, Divergence> {
+    if recording.ended() {
+        return Err(Divergence::Died { death: death.to_string() });
+    }
+    let frames: Vec<Vec<u8>> = mirrored
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Out { frame, .. } => Some(frame.clone()),
+            _ => None,
+        })
+        .collect();
+    compare(recording, &frames, &mirrored.records, options)
+}
+
 /// `{closed, ConnId, Reason}` as its parts.
 fn closed_notice(term: &Term) -> Option<(u64, &Term)> {
     let Term::Tuple(t) = term else { return None };
@@ -366,15 +403,17 @@ fn tag_of(term: &Term) -> Option<&str> {
     }
 }
 
-/// A frame with the Python error count taken out of a stats reply: a fix
-/// changes that count and nothing else about the reply.
+/// A stats reply with its figures taken out: a fix legitimately changes
+/// them (errors, bytes, open connections), so only the reply itself is
+/// compared.
 fn without_error_count(term: Term) -> Term {
     let Term::Tuple(mut reply) = term else { return term };
-    if reply.elements.len() == 3 && tag_of(&Term::Tuple(reply.clone())) == Some("reply") {
+    if reply.elements.len() == 3 && as_atom(&reply.elements[0]) == Some("reply") {
         if let Term::Tuple(result) = &mut reply.elements[2] {
-            if let [ok, Term::Map(stats)] = result.elements.as_mut_slice() {
-                if as_atom(ok) == Some("ok") {
-                    stats.map.remove(&terms::atom("python_errors"));
+            if let [ok, stats @ Term::Map(_)] = result.elements.as_mut_slice() {
+                let is_stats = matches!(&*stats, Term::Map(m) if m.map.contains_key(&terms::atom("python_errors")));
+                if as_atom(ok) == Some("ok") && is_stats {
+                    *stats = terms::atom("stats");
                 }
             }
         }

@@ -24,6 +24,8 @@
                        truncated := false | non_neg_integer()}.
 
 -define(VERSION, 1).
+%% The largest record the port writes: a frame of 16 MiB plus its wrapping.
+-define(MAX_RECORD, (16 * 1024 * 1024 + 1024)).
 
 %% @doc Reads and decodes the recording at `Path'.
 -spec read(file:name_all()) -> {ok, recording()} | {error, term()}.
@@ -53,6 +55,8 @@ parse(_) ->
 
 records(<<>>, _Offset, Header, Acc) ->
     {ok, #{header => Header, records => lists:reverse(Acc), truncated => false}};
+records(<<Len:32/big, _/binary>>, Offset, _Header, _Acc) when Len > ?MAX_RECORD ->
+    {error, {too_large, Offset}};
 records(<<Len:32/big, Body:Len/binary, Rest/binary>>, Offset, Header, Acc) ->
     case decode_term(Body) of
         {ok, Term} ->

@@ -116,8 +116,9 @@ truncated_last_record_test_() ->
                                 <<Complete/binary, (binary:part(Last, 0, 2))/binary>>))},
      {"only the length", ?_assertEqual(Expected, py_reactor_recording:parse(
                               <<Complete/binary, (binary:part(Last, 0, 4))/binary>>))},
-     {"a length far past the end", ?_assertEqual(Expected, py_reactor_recording:parse(
-                                        <<Complete/binary, 16#7fffffff:32/big, "abc">>))}].
+     {"a length past the end, within the record limit",
+      ?_assertEqual(Expected, py_reactor_recording:parse(
+                                <<Complete/binary, 1000000:32/big, "abc">>))}].
 
 bad_header_test_() ->
     [{"not a recording", ?_assertEqual({error, {no_header, 0}},
@@ -190,3 +191,10 @@ read_test_() ->
               ?_assertEqual({error, {file, enoent}},
                             py_reactor_recording:read(filename:join(Dir, "missing.rec")))]
      end}.
+
+%% A length over the largest record the port writes is damage, not a record
+%% cut short: the reader refuses it as the port's replay does.
+forged_length_is_refused_test() ->
+    Header = header(),
+    ?assertEqual({error, {too_large, byte_size(Header)}},
+                 py_reactor_recording:parse(<<Header/binary, 16#7fffffff:32/big, "x">>)).
