@@ -4,7 +4,7 @@
 
 -include_lib("common_test/include/ct.hrl").
 
--import(py_reactor_test_lib, [ctx_opts/1, ctx_opts/2, listen/0, connect/1, conn_pair/1,
+-import(py_reactor_test_lib, [active/1, expect_exit/2, ctx_opts/1, ctx_opts/2, listen/0, connect/1, conn_pair/1,
                               echo/2, echo/3, recv_closed/1, port_os_pids/0,
                               os_pid_alive/1, wait_until/2, log_events/0]).
 
@@ -62,17 +62,6 @@ handed_off(Ctx, LSock, ClientInfo) ->
     {Client, Server} = conn_pair(LSock),
     ok = py_reactor_context:handoff_socket(Ctx, Server, ClientInfo),
     Client.
-
-active(Ctx) ->
-    maps:get(active_connections, py_reactor_context:stats(Ctx)).
-
-expect_exit(Pid, Reason) ->
-    receive
-        {'EXIT', Pid, Reason} -> ok;
-        {'EXIT', Pid, Other} -> ct:fail({unexpected_exit_reason, Other, Reason})
-    after 10000 ->
-        ct:fail({no_exit, Pid, Reason})
-    end.
 
 %% Tests.
 

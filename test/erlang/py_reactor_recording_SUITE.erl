@@ -14,7 +14,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(py_reactor_test_lib, [listen/0, conn_pair/1, echo/2, echo/3, recv_closed/1,
+-import(py_reactor_test_lib, [active/1, expect_exit/2, listen/0, conn_pair/1, echo/2, echo/3, recv_closed/1,
                               recv_all/1, port_of/1, wait_until/2]).
 
 all() ->
@@ -157,17 +157,6 @@ handed_off(Ctx, LSock) ->
     {ok, {_, ClientPort}} = inet:sockname(Client),
     ok = py_reactor_context:handoff_socket(Ctx, Server, #{}),
     {Client, ClientPort}.
-
-active(Ctx) ->
-    maps:get(active_connections, py_reactor_context:stats(Ctx)).
-
-expect_exit(Pid, Reason) ->
-    receive
-        {'EXIT', Pid, Reason} -> ok;
-        {'EXIT', Pid, Other} -> ct:fail({unexpected_exit_reason, Other, Reason})
-    after 10000 ->
-        ct:fail({no_exit, Pid, Reason})
-    end.
 
 %% HTTP clients.
 

@@ -4,6 +4,7 @@
 -export([protocols_dir/0, setup_code/1, ctx_opts/1, ctx_opts/2]).
 -export([listen/0, connect/1, accept/1, conn_pair/1, echo/2, echo/3, recv_closed/1,
          recv_all/1]).
+-export([active/1, expect_exit/2]).
 -export([port_os_pids/0, os_pid_alive/1, port_of/1, wait_until/2, wait_until/3]).
 -export([capture_logs/0, stop_capture_logs/0, log_events/0, log/2]).
 
@@ -165,3 +166,16 @@ log(#{level := Level, msg := Msg, meta := Meta}, #{config := #{pid := Pid}}) ->
     end,
     Pid ! {py_reactor_test_log, Level, Text, Meta},
     ok.
+
+%% Active connections of a context, from its stats.
+active(Ctx) ->
+    maps:get(active_connections, py_reactor_context:stats(Ctx)).
+
+%% Waits for the exit of a linked process (the caller traps exits).
+expect_exit(Pid, Reason) ->
+    receive
+        {'EXIT', Pid, Reason} -> ok;
+        {'EXIT', Pid, Other} -> ct:fail({unexpected_exit_reason, Other, Reason})
+    after 10000 ->
+        ct:fail({no_exit, Pid, Reason})
+    end.
