@@ -86,8 +86,9 @@ impl FrameReader {
         }
     }
 
-    /// Feeds bytes directly (replay and tests use this instead of `fill`).
-    pub fn push(&mut self, bytes: &[u8]) {
+    /// Feeds bytes directly, as `fill` would.
+    #[cfg(test)]
+    fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
         self.discard_skipped();
     }

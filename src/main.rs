@@ -153,16 +153,15 @@ fn serve(
     let stream = stdio::take_frame_stream()?;
     lifeline::watch(&stream.input)?;
     let package_dir = python::find_package_dir(python_dir).ok_or(Error::NoPackageDir)?;
-    let output = stream.output.try_clone()?;
     let recorder = record.map(|path| Recorder::create(path, record_bytes)).transpose()?.map(Arc::new);
-    let outbound = Outbound::new(Sink::Frames(output), recorder.clone());
+    let outbound = Outbound::new(Sink::Frames(stream.output), recorder.clone());
     let shared = Shared::install(Arc::new(outbound), recorder);
     python::initialize(&package_dir, &["py_reactor_port".to_string()])?;
     stdio::set_signal_dispositions()?;
     if let Err(e) = pyo3::Python::attach(python::redirect_streams) {
         eprintln!("py_reactor_port: Python output stays on stderr: {}", e.message);
     }
-    let reactor = reactor::Reactor::serve(stream, shared, vm_pid, socket_dir)?;
+    let reactor = reactor::Reactor::serve(stream.input, shared, vm_pid, socket_dir)?;
     reactor.run();
     Ok(ExitCode::SUCCESS)
 }

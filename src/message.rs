@@ -14,7 +14,6 @@ pub const PROTOCOL_VERSION: u64 = 1;
 /// Options of a `setup` request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SetupOptions {
-    pub context_id: Option<Term>,
     pub python_path: Vec<String>,
     pub setup_code: Option<String>,
     pub app_module: Option<String>,
@@ -128,7 +127,9 @@ impl SetupOptions {
             let key = as_atom(key).ok_or_else(|| format!("option key {} is not an atom", brief(key)))?;
             let text = |what: &str| text_of(value).ok_or_else(|| format!("{what} must be a UTF-8 binary"));
             match key {
-                "context_id" => options.context_id = Some(value.clone()),
+                // The VM's own name for the context: it tags the port's
+                // notices with it itself, so the port has no use for it.
+                "context_id" => {}
                 "setup_code" => options.setup_code = Some(text("setup_code")?),
                 "app_module" => options.app_module = Some(text("app_module")?),
                 "app_callable" => options.app_callable = Some(text("app_callable")?),

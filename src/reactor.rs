@@ -23,7 +23,6 @@ use crate::message::{
 use crate::python::native::Shared;
 use crate::python::{self, Action, Bridge, CallbackError};
 use crate::readiness::{Interest, Ready, Selector};
-use crate::stdio::FrameStream;
 use crate::terms;
 
 const KEY_INPUT: usize = 0;
@@ -90,10 +89,10 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    /// A reactor serving the VM: frames on `stream`, descriptors on an
+    /// A reactor serving the VM: frames from `input`, descriptors on an
     /// auxiliary socket bound under `socket_parent`.
     pub fn serve(
-        stream: FrameStream,
+        input: File,
         shared: &'static Shared,
         vm_pid: i32,
         socket_parent: &Path,
@@ -103,12 +102,12 @@ impl Reactor {
         // SAFETY: the input and the listener are owned by the reactor and
         // deregistered before they are dropped (see `Drop` and `on_listener`).
         unsafe {
-            reactor.selector.register(stream.input.as_fd(), KEY_INPUT)?;
+            reactor.selector.register(input.as_fd(), KEY_INPUT)?;
             reactor.selector.register(listener.as_fd(), KEY_LISTENER)?;
         }
         reactor.selector.select(KEY_INPUT, Interest::READ)?;
         reactor.selector.select(KEY_LISTENER, Interest::READ)?;
-        reactor.input = Some(stream.input);
+        reactor.input = Some(input);
         reactor.listener = Some(listener);
         Ok(reactor)
     }
@@ -507,8 +506,8 @@ impl Reactor {
         let Some(conn) = self.connection(fd) else { return };
         // The kernel reads straight into the buffer that Python will get:
         // the data is never copied on its way to `data_received`.
-        let mut data = vec![0u8; READ_SIZE];
-        let result = nix::unistd::read(conn.fd.as_fd(), &mut data);
+        let mut data = Vec::with_capacity(READ_SIZE);
+        let result = read_into_spare(conn.fd.as_fd(), &mut data);
         if let (Some(recorder), Ok(n)) = (&self.shared.recorder, result) {
             recorder.read(conn.conn_id, &data[..n]);
         }
@@ -517,7 +516,6 @@ impl Reactor {
             Ok(n) => {
                 self.shared.bytes_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 self.counters.total_requests += 1;
-                data.truncate(n);
                 if n < SHRINK_BELOW {
                     data.shrink_to_fit();
                 }
@@ -653,6 +651,20 @@ impl Drop for Reactor {
             let _ = self.selector.deregister(KEY_AUX);
         }
     }
+}
+
+/// One `read(2)` into the unused capacity of `buf`, which grows by what was
+/// read; the memory is not zero-filled first only to be overwritten.
+fn read_into_spare(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> nix::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: the kernel writes at most `spare.len()` bytes into memory that
+    // `buf` owns and does not otherwise use; exactly the bytes it reports as
+    // read are then marked initialised.
+    let n = unsafe { nix::libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+    let n = Errno::result(n)? as usize;
+    // SAFETY: `read` initialised the first `n` spare bytes.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 fn io_errno(e: &std::io::Error) -> Errno {

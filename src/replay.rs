@@ -116,7 +116,7 @@ pub struct Matched {
 enum Peer {
     Stream(UnixStream),
     Datagram(UnixDatagram),
-    Pipe(Option<OwnedFd>),
+    Pipe(Option<std::fs::File>),
 }
 
 impl Peer {
@@ -130,7 +130,7 @@ impl Peer {
             }
             FdKind::Pipe => {
                 let (read_end, write_end) = nix::unistd::pipe()?;
-                (read_end, Peer::Pipe(Some(write_end)))
+                (read_end, Peer::Pipe(Some(std::fs::File::from(write_end))))
             }
             FdKind::Tcp | FdKind::UnixStream | FdKind::Other => {
                 let (a, b) = UnixStream::pair()?;
@@ -159,10 +159,7 @@ impl Peer {
                     return Ok(());
                 }
                 match end {
-                    Some(fd) => {
-                        let mut file = std::fs::File::from(fd.try_clone()?);
-                        file.write_all(data)
-                    }
+                    Some(file) => file.write_all(data),
                     None => Ok(()),
                 }
             }

@@ -152,14 +152,11 @@ pub fn python_error(py: Python<'_>, err: PyErr) -> PythonError {
     PythonError { kind, message, traceback }
 }
 
-fn code(py: Python<'_>, text: &str) -> Result<CString, PythonError> {
+fn code(text: &str) -> Result<CString, PythonError> {
     CString::new(text).map_err(|_| PythonError {
         kind: "ValueError".into(),
         message: "source code contains a NUL byte".into(),
         traceback: String::new(),
-    })
-    .inspect(|_| {
-        let _ = py;
     })
 }
 
@@ -199,14 +196,14 @@ pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<(), PythonError> 
 
 /// Runs statements in `__main__`.
 pub fn exec(py: Python<'_>, text: &str) -> Result<(), PythonError> {
-    let source = code(py, text)?;
+    let source = code(text)?;
     let globals = main_dict(py).map_err(|e| python_error(py, e))?;
     py.run(&source, Some(&globals), None).map_err(|e| python_error(py, e))
 }
 
 /// Evaluates an expression in `__main__`.
 pub fn eval(py: Python<'_>, text: &str) -> Result<Term, RequestFailure> {
-    let source = code(py, text).map_err(RequestFailure::Python)?;
+    let source = code(text).map_err(RequestFailure::Python)?;
     let globals = main_dict(py).map_err(|e| RequestFailure::Python(python_error(py, e)))?;
     let value = py
         .eval(&source, Some(&globals), None)

@@ -602,20 +602,8 @@ recording(Config) ->
     [{closed, 1, eof}] = [F || {out, _, F = {closed, _, _}} <- Records],
     {'end', _, stopped} = lists:last(Records),
     %% Replayed offline by the port program.
-    Exe = filename:join(code:priv_dir(py_reactor), "py_reactor_port"),
-    Replay = open_port({spawn_executable, Exe},
-                       [{args, ["replay", Path, "--ignore-logs"]}, exit_status, stderr_to_stdout,
-                        binary]),
-    {0, Output} = port_exit(Replay, <<>>),
+    {0, Output} = py_reactor_test_lib:port_cli(["replay", Path, "--ignore-logs"]),
     ct:log("replay: ~ts", [Output]).
-
-port_exit(Port, Acc) ->
-    receive
-        {Port, {data, Data}} -> port_exit(Port, <<Acc/binary, Data/binary>>);
-        {Port, {exit_status, Status}} -> {Status, Acc}
-    after 30000 ->
-        ct:fail({replay_timeout, Acc})
-    end.
 
 bad_frames(_Config) ->
     ok = py_reactor_test_lib:capture_logs(),

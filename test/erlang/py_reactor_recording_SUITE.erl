@@ -61,17 +61,7 @@ write_code(Config, Name, Code) ->
 %% Runs `py_reactor_port Args...'; returns {ExitStatus, Output} (stdout and
 %% stderr together).
 cli(Args) ->
-    Port = open_port({spawn_executable, port_exe()},
-                     [{args, Args}, exit_status, stderr_to_stdout, binary, hide]),
-    collect(Port, <<>>).
-
-collect(Port, Acc) ->
-    receive
-        {Port, {data, Data}} -> collect(Port, <<Acc/binary, Data/binary>>);
-        {Port, {exit_status, Status}} -> {Status, Acc}
-    after 60000 ->
-        ct:fail({cli_timeout, Acc})
-    end.
+    py_reactor_test_lib:port_cli(Args).
 
 replay(Path) ->
     replay(Path, []).

@@ -4,7 +4,7 @@
 -export([protocols_dir/0, setup_code/1, ctx_opts/1, ctx_opts/2]).
 -export([listen/0, connect/1, accept/1, conn_pair/1, echo/2, echo/3, recv_closed/1,
          recv_all/1]).
--export([active/1, expect_exit/2]).
+-export([active/1, expect_exit/2, port_cli/1]).
 -export([port_os_pids/0, os_pid_alive/1, port_of/1, wait_until/2, wait_until/3]).
 -export([capture_logs/0, stop_capture_logs/0, log_events/0, log/2]).
 
@@ -178,4 +178,20 @@ expect_exit(Pid, Reason) ->
         {'EXIT', Pid, Other} -> ct:fail({unexpected_exit_reason, Other, Reason})
     after 10000 ->
         ct:fail({no_exit, Pid, Reason})
+    end.
+
+%% Runs `priv/py_reactor_port Args...' to its end; returns
+%% `{ExitStatus, Output}' with stdout and stderr together.
+port_cli(Args) ->
+    Exe = filename:join(code:priv_dir(py_reactor), "py_reactor_port"),
+    Port = open_port({spawn_executable, Exe},
+                     [{args, Args}, exit_status, stderr_to_stdout, binary, hide]),
+    collect_cli(Port, <<>>).
+
+collect_cli(Port, Acc) ->
+    receive
+        {Port, {data, Data}} -> collect_cli(Port, <<Acc/binary, Data/binary>>);
+        {Port, {exit_status, Status}} -> {Status, Acc}
+    after 60000 ->
+        ct:fail({cli_timeout, Acc})
     end.
