@@ -548,6 +548,11 @@ impl Reactor {
         match result {
             Ok(Action::Continue) => self.select(py, fd, fired),
             Ok(Action::ReadPending) => self.select(py, fd, Interest::READ),
+            // After a read, the socket is nearly always writable already:
+            // `write_ready` is called at once rather than a poll round later.
+            // Once only, so that a protocol asking again waits for the poller
+            // like any other connection.
+            Ok(Action::WritePending) if fired == Interest::READ && writable_now(fd) => self.on_writable(py, fd),
             Ok(Action::WritePending) => self.select(py, fd, Interest::WRITE),
             Ok(Action::AsyncPending) => {}
             Ok(Action::Close) => self.close(py, fd, CloseReason::Normal),
@@ -665,6 +670,16 @@ fn read_into_spare(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> nix::R
     // SAFETY: `read` initialised the first `n` spare bytes.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
+}
+
+/// Whether `fd` can be written without blocking, asked without waiting.
+fn writable_now(fd: RawFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    // SAFETY: `fd` belongs to an open connection for the duration of the call.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let mut fds = [PollFd::new(borrowed, PollFlags::POLLOUT)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1))
+        && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLOUT) && !r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
 }
 
 fn io_errno(e: &std::io::Error) -> Errno {

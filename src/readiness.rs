@@ -88,6 +88,9 @@ impl Selector {
     pub fn select(&mut self, key: usize, interest: Interest) -> io::Result<()> {
         let slot = self.slot(key)?;
         let armed = slot.armed.union(interest);
+        if armed == slot.armed {
+            return Ok(());
+        }
         self.arm(key, armed)
     }
 
@@ -95,6 +98,9 @@ impl Selector {
     pub fn cancel(&mut self, key: usize, interest: Interest) -> io::Result<()> {
         let slot = self.slot(key)?;
         let armed = slot.armed.minus(interest);
+        if armed == slot.armed {
+            return Ok(());
+        }
         self.arm(key, armed)
     }
 
@@ -121,20 +127,23 @@ impl Selector {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
-        let fired: Vec<(usize, Interest)> = self
-            .events
-            .iter()
-            .map(|ev| (ev.key, Interest { read: ev.readable, write: ev.writable }))
-            .collect();
-        for (key, fired) in fired {
-            let Some(slot) = self.slots.get(key).copied().flatten() else { continue };
+        for event in self.events.iter() {
+            let key = event.key;
+            let Some(slot) = self.slots.get_mut(key).and_then(Option::as_mut) else { continue };
             let delivered = Interest {
-                read: fired.read && slot.armed.read,
-                write: fired.write && slot.armed.write,
+                read: event.readable && slot.armed.read,
+                write: event.writable && slot.armed.write,
             };
             let rest = slot.armed.minus(delivered);
-            // polling disarmed everything; put back what did not fire.
-            self.arm(key, rest)?;
+            // The kernel disarmed both directions (one-shot registration);
+            // the one that did not fire is armed again. Nothing to arm means
+            // nothing to tell the kernel.
+            slot.armed = Interest::NONE;
+            if !rest.is_none() {
+                let fd = slot.fd;
+                Self::modify(&self.poller, fd, key, rest)?;
+                slot.armed = rest;
+            }
             if !delivered.is_none() {
                 out.push(Ready { key, interest: delivered });
             }
@@ -153,6 +162,10 @@ impl Selector {
     fn arm(&mut self, key: usize, armed: Interest) -> io::Result<()> {
         let slot = self.slots[key].as_mut().expect("slot checked by caller");
         slot.armed = armed;
+        Self::modify(&self.poller, slot.fd, key, armed)
+    }
+
+    fn modify(poller: &Poller, fd: RawFd, key: usize, armed: Interest) -> io::Result<()> {
         let event = match (armed.read, armed.write) {
             (true, true) => Event::all(key),
             (true, false) => Event::readable(key),
@@ -160,8 +173,8 @@ impl Selector {
             (false, false) => Event::none(key),
         };
         // SAFETY: registered descriptors are open until deregistered.
-        let fd = unsafe { BorrowedFd::borrow_raw(slot.fd) };
-        self.poller.modify(fd, event)
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        poller.modify(fd, event)
     }
 }
 
@@ -208,6 +221,26 @@ mod tests {
         b.write_all(b"x").unwrap();
         assert_eq!(wait(&mut sel), vec![Ready { key: 0, interest: Interest::READ }]);
         assert!(sel.armed(0).is_none());
+    }
+
+    #[test]
+    fn a_hung_up_descriptor_with_nothing_armed_stays_quiet() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut sel = Selector::new().unwrap();
+        unsafe { sel.register(a.as_fd(), 2).unwrap() };
+        sel.select(2, Interest::READ).unwrap();
+        drop(b);
+        assert_eq!(wait(&mut sel), vec![Ready { key: 2, interest: Interest::READ }]);
+        // The hang-up persists, but nothing is armed: the poller must sleep
+        // for the whole timeout rather than report the descriptor again.
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            let mut out = Vec::new();
+            sel.wait(&mut out, T).unwrap();
+            assert!(out.is_empty());
+            assert!(started.elapsed() >= Duration::from_millis(40), "woken after {:?}", started.elapsed());
+        }
+        sel.deregister(2).unwrap();
     }
 
     #[test]

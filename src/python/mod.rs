@@ -253,6 +253,10 @@ pub struct Bridge {
     close_connection: Py<PyAny>,
     data_received: Py<PyString>,
     write_ready: Py<PyString>,
+    /// The action names, interned: a protocol returning the module's
+    /// constants or string literals returns these very objects, so most
+    /// results are recognised by identity without reading the string.
+    actions: [(Py<PyString>, Action); 5],
 }
 
 impl Bridge {
@@ -264,6 +268,7 @@ impl Bridge {
             close_connection: get("close_connection")?,
             data_received: PyString::intern(py, "data_received").unbind(),
             write_ready: PyString::intern(py, "write_ready").unbind(),
+            actions: ACTION_NAMES.map(|(name, action)| (PyString::intern(py, name).unbind(), action)),
         })
     }
 
@@ -280,36 +285,43 @@ impl Bridge {
     pub fn data_received(&self, py: Python<'_>, protocol: &Py<PyAny>, data: Vec<u8>) -> Result<Action, CallbackError> {
         let buffer = Bound::new(py, ReactorBuffer::new(data)).map_err(|e| CallbackError::Python(python_error(py, e)))?;
         let result = protocol.bind(py).call_method1(self.data_received.bind(py), (buffer,));
-        action(py, result)
+        self.action(py, result)
     }
 
     /// `protocol.write_ready()`.
     pub fn write_ready(&self, py: Python<'_>, protocol: &Py<PyAny>) -> Result<Action, CallbackError> {
         let result = protocol.bind(py).call_method0(self.write_ready.bind(py));
-        action(py, result)
+        self.action(py, result)
     }
 
     /// `erlang.reactor.close_connection(fd)`: `connection_lost` and unregistering.
     pub fn close_connection(&self, py: Python<'_>, fd: RawFd) -> Result<(), PythonError> {
         self.close_connection.call1(py, (fd,)).map(|_| ()).map_err(|e| python_error(py, e))
     }
+
+    fn action(&self, py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> Result<Action, CallbackError> {
+        let value = result.map_err(|e| CallbackError::Python(python_error(py, e)))?;
+        if let Some((_, action)) = self.actions.iter().find(|(name, _)| value.is(name)) {
+            return Ok(*action);
+        }
+        let parsed = value.cast::<PyString>().ok().and_then(|s| {
+            let text = s.to_str().ok()?;
+            ACTION_NAMES.iter().find(|(name, _)| *name == text).map(|(_, action)| *action)
+        });
+        parsed.ok_or_else(|| {
+            let shown = value.repr().map(|r| r.to_string()).unwrap_or_else(|_| "<unprintable>".into());
+            CallbackError::BadAction(shown)
+        })
+    }
 }
 
-fn action(py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> Result<Action, CallbackError> {
-    let value = result.map_err(|e| CallbackError::Python(python_error(py, e)))?;
-    let parsed = value.cast::<PyString>().ok().and_then(|s| match s.to_str().ok()? {
-        "continue" => Some(Action::Continue),
-        "write_pending" => Some(Action::WritePending),
-        "read_pending" => Some(Action::ReadPending),
-        "async_pending" => Some(Action::AsyncPending),
-        "close" => Some(Action::Close),
-        _ => None,
-    });
-    parsed.ok_or_else(|| {
-        let shown = value.repr().map(|r| r.to_string()).unwrap_or_else(|_| "<unprintable>".into());
-        CallbackError::BadAction(shown)
-    })
-}
+const ACTION_NAMES: [(&str, Action); 5] = [
+    ("continue", Action::Continue),
+    ("write_pending", Action::WritePending),
+    ("read_pending", Action::ReadPending),
+    ("async_pending", Action::AsyncPending),
+    ("close", Action::Close),
+];
 
 /// Runs a Python program the way `python ARGS` would, with `_py_reactor`
 /// available: `-m MODULE ARGS`, `-c CODE ARGS` or `SCRIPT ARGS`. Returns the
