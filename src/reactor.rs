@@ -116,7 +116,7 @@ impl Reactor {
     /// with [`Reactor::handle_frame`] and [`Reactor::offer_fd`] (replay).
     pub fn detached(shared: &'static Shared) -> Result<Reactor, crate::Error> {
         let selector = Selector::new()?;
-        shared.attach_poller(selector.poller());
+        shared.attach_waker(selector.waker());
         Ok(Reactor {
             selector,
             input: None,
@@ -242,6 +242,11 @@ impl Reactor {
                 }
                 if event.interest.write {
                     self.on_writable(py, fd);
+                }
+                if self.connection(fd).is_some() {
+                    if let Err(e) = self.selector.settle(key) {
+                        self.close(py, fd, CloseReason::Io(io_errno(&e)));
+                    }
                 }
             }
         }
@@ -550,7 +555,7 @@ impl Reactor {
             Ok(Action::ReadPending) => self.select(py, fd, Interest::READ),
             // After a read, the socket is nearly always writable already:
             // `write_ready` is called at once rather than a poll round later.
-            // Once only, so that a protocol asking again waits for the poller
+            // Once only, so that a protocol asking again waits for the selector
             // like any other connection.
             Ok(Action::WritePending) if fired == Interest::READ && writable_now(fd) => self.on_writable(py, fd),
             Ok(Action::WritePending) => self.select(py, fd, Interest::WRITE),

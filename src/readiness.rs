@@ -1,17 +1,33 @@
-//! `enif_select` emulation on the `polling` crate.
+//! `enif_select` emulation on epoll.
 //!
 //! Interest is one-shot per direction, as with `enif_select`: selecting read
 //! (or write) delivers one readiness event for that direction, after which the
-//! direction is disarmed until selected again. `polling` disarms *both*
-//! directions when either fires, so the selector remembers what was armed and
-//! re-arms the direction that did not fire.
+//! direction is disarmed until selected again.
+//!
+//! The one-shot part lives here, not in the kernel. Descriptors are watched
+//! level-triggered, and a direction that has been delivered stays watched
+//! until it fires again unwanted: a protocol that reads, answers and reads
+//! again (the common case) costs no `epoll_ctl` at all, only the
+//! `epoll_wait`, `read` and `write` an event loop cannot do without. An
+//! unwanted event (readable while nothing asked to read, a lasting hang-up)
+//! narrows what the kernel watches to what is armed, so it is reported at
+//! most once; write interest, which a socket nearly always satisfies, is
+//! narrowed as soon as the event that used it has been served
+//! ([`Selector::settle`]).
+//!
+//! The selector talks to epoll through `nix` rather than the `polling` crate:
+//! `polling` re-arms a timer and its own wake-up descriptor around every
+//! wait, four system calls per loop turn that the port does not need (see
+//! `docs/performance.md`).
 
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use polling::{Event, Events, Poller};
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 /// Directions of interest.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,8 +49,37 @@ impl Interest {
         Interest { read: self.read || other.read, write: self.write || other.write }
     }
 
+    fn intersection(self, other: Interest) -> Interest {
+        Interest { read: self.read && other.read, write: self.write && other.write }
+    }
+
     fn minus(self, other: Interest) -> Interest {
         Interest { read: self.read && !other.read, write: self.write && !other.write }
+    }
+
+    fn contains(self, other: Interest) -> bool {
+        other.minus(self).is_none()
+    }
+
+    /// The directions an epoll event reports. An error or hang-up makes both
+    /// ready: the next read or write is what tells the protocol about it.
+    fn of_event(flags: EpollFlags) -> Interest {
+        let both = EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR;
+        Interest {
+            read: flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLPRI | both),
+            write: flags.intersects(EpollFlags::EPOLLOUT | both),
+        }
+    }
+
+    fn epoll_flags(self) -> EpollFlags {
+        let mut flags = EpollFlags::empty();
+        if self.read {
+            flags |= EpollFlags::EPOLLIN | EpollFlags::EPOLLPRI;
+        }
+        if self.write {
+            flags |= EpollFlags::EPOLLOUT;
+        }
+        flags
     }
 }
 
@@ -48,25 +93,61 @@ pub struct Ready {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     fd: RawFd,
+    /// What the owner asked for and has not been delivered yet.
     armed: Interest,
+    /// What epoll watches (a superset of `armed`); `None` when the
+    /// descriptor is out of the epoll set altogether.
+    watched: Option<Interest>,
 }
+
+/// Wakes a [`Selector`] blocked in [`Selector::wait`] from another thread.
+#[derive(Debug)]
+pub struct Waker {
+    fd: EventFd,
+}
+
+impl Waker {
+    /// Makes the current or next wait return.
+    pub fn wake(&self) -> io::Result<()> {
+        match self.fd.write(1) {
+            // The counter is full: a wake-up is pending already.
+            Ok(_) | Err(Errno::EAGAIN) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The key the waker is registered under; never handed out as [`Ready`].
+const WAKER_KEY: u64 = u64::MAX;
+
+/// Events taken from the kernel in one wait; more wait for the next turn.
+const EVENTS_PER_WAIT: usize = 256;
 
 /// Registered descriptors and what is armed on each, by key.
 #[derive(Debug)]
 pub struct Selector {
-    poller: Arc<Poller>,
+    epoll: Epoll,
+    waker: Arc<Waker>,
     slots: Vec<Option<Slot>>,
-    events: Events,
+    events: Vec<EpollEvent>,
 }
 
 impl Selector {
     pub fn new() -> io::Result<Selector> {
-        Ok(Selector { poller: Arc::new(Poller::new()?), slots: Vec::new(), events: Events::new() })
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        epoll.add(fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKER_KEY))?;
+        Ok(Selector {
+            epoll,
+            waker: Arc::new(Waker { fd }),
+            slots: Vec::new(),
+            events: vec![EpollEvent::empty(); EVENTS_PER_WAIT],
+        })
     }
 
-    /// The poller, for waking the loop from another thread with `notify`.
-    pub fn poller(&self) -> Arc<Poller> {
-        Arc::clone(&self.poller)
+    /// What wakes the loop from another thread.
+    pub fn waker(&self) -> Arc<Waker> {
+        Arc::clone(&self.waker)
     }
 
     /// Registers `fd` under `key` with nothing armed.
@@ -75,33 +156,38 @@ impl Selector {
     /// `fd` must stay open until [`Selector::deregister`] is called for `key`:
     /// epoll tracks the open file description, not the number.
     pub unsafe fn register(&mut self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
-        // SAFETY: the caller promises to deregister before closing.
-        unsafe { self.poller.add(&fd, Event::none(key))? };
+        // Added at once, watching nothing, so that a descriptor epoll cannot
+        // watch (a regular file, say) is refused here rather than later.
+        self.epoll.add(fd, EpollEvent::new(EpollFlags::empty(), key as u64))?;
         if self.slots.len() <= key {
             self.slots.resize(key + 1, None);
         }
-        self.slots[key] = Some(Slot { fd: std::os::fd::AsRawFd::as_raw_fd(&fd), armed: Interest::NONE });
+        self.slots[key] = Some(Slot {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+            armed: Interest::NONE,
+            watched: Some(Interest::NONE),
+        });
         Ok(())
     }
 
     /// Arms `interest` on `key` in addition to what is armed.
     pub fn select(&mut self, key: usize, interest: Interest) -> io::Result<()> {
-        let slot = self.slot(key)?;
-        let armed = slot.armed.union(interest);
-        if armed == slot.armed {
+        let slot = self.slot_mut(key)?;
+        slot.armed = slot.armed.union(interest);
+        let watched = slot.watched.unwrap_or(Interest::NONE);
+        if slot.watched.is_some() && watched.contains(slot.armed) {
             return Ok(());
         }
-        self.arm(key, armed)
+        let want = watched.union(slot.armed);
+        self.watch(key, Some(want))
     }
 
-    /// Disarms `interest` on `key`.
+    /// Disarms `interest` on `key`. The kernel is told lazily, if the
+    /// direction fires.
     pub fn cancel(&mut self, key: usize, interest: Interest) -> io::Result<()> {
-        let slot = self.slot(key)?;
-        let armed = slot.armed.minus(interest);
-        if armed == slot.armed {
-            return Ok(());
-        }
-        self.arm(key, armed)
+        let slot = self.slot_mut(key)?;
+        slot.armed = slot.armed.minus(interest);
+        Ok(())
     }
 
     /// What is armed on `key`.
@@ -109,79 +195,108 @@ impl Selector {
         self.slots.get(key).copied().flatten().map(|s| s.armed).unwrap_or_default()
     }
 
+    /// Stops watching write readiness on `key` unless it is armed. Called once
+    /// the event that used write interest has been served: a writable socket
+    /// would otherwise be reported again at once, for nothing.
+    pub fn settle(&mut self, key: usize) -> io::Result<()> {
+        let Some(slot) = self.slots.get(key).copied().flatten() else { return Ok(()) };
+        match slot.watched {
+            Some(watched) if watched.write && !slot.armed.write => {
+                let keep = Interest { read: watched.read, write: false };
+                self.watch(key, (!keep.is_none()).then_some(keep))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Stops watching `key`. Call before closing its descriptor.
     pub fn deregister(&mut self, key: usize) -> io::Result<()> {
-        let slot = self.slot(key)?;
+        let slot = self.slot_mut(key)?;
+        let (fd, watched) = (slot.fd, slot.watched);
         self.slots[key] = None;
+        if watched.is_none() {
+            return Ok(());
+        }
         // SAFETY: registered descriptors are open until deregistered.
-        let fd = unsafe { BorrowedFd::borrow_raw(slot.fd) };
-        self.poller.delete(fd)
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        self.epoll.delete(fd).map_err(io::Error::from)
     }
 
     /// Waits for events and appends the delivered ones to `out`. Each
     /// delivered direction is disarmed; the other stays armed.
     pub fn wait(&mut self, out: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()> {
-        self.events.clear();
-        match self.poller.wait(&mut self.events, timeout) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        for event in self.events.iter() {
-            let key = event.key;
-            let Some(slot) = self.slots.get_mut(key).and_then(Option::as_mut) else { continue };
-            let delivered = Interest {
-                read: event.readable && slot.armed.read,
-                write: event.writable && slot.armed.write,
-            };
-            let rest = slot.armed.minus(delivered);
-            // The kernel disarmed both directions (one-shot registration);
-            // the one that did not fire is armed again. Nothing to arm means
-            // nothing to tell the kernel.
-            slot.armed = Interest::NONE;
-            if !rest.is_none() {
-                let fd = slot.fd;
-                Self::modify(&self.poller, fd, key, rest)?;
-                slot.armed = rest;
+        let n = match self.epoll.wait(&mut self.events, epoll_timeout(timeout)) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for i in 0..n {
+            let (data, flags) = (self.events[i].data(), self.events[i].events());
+            if data == WAKER_KEY {
+                // Reset the counter; what the wake-up was for is checked by
+                // the loop on every turn.
+                let _ = self.waker.fd.read();
+                continue;
             }
+            let key = data as usize;
+            let Some(slot) = self.slots.get_mut(key).and_then(Option::as_mut) else { continue };
+            let fired = Interest::of_event(flags);
+            let delivered = fired.intersection(slot.armed);
+            slot.armed = slot.armed.minus(delivered);
             if !delivered.is_none() {
                 out.push(Ready { key, interest: delivered });
+            }
+            if !fired.minus(delivered).is_none() {
+                // Something nobody waits for: watch only what is armed, so
+                // that it is not reported again.
+                let armed = slot.armed;
+                self.watch(key, (!armed.is_none()).then_some(armed))?;
             }
         }
         Ok(())
     }
 
-    fn slot(&self, key: usize) -> io::Result<Slot> {
+    fn slot_mut(&mut self, key: usize) -> io::Result<&mut Slot> {
         self.slots
-            .get(key)
-            .copied()
-            .flatten()
+            .get_mut(key)
+            .and_then(Option::as_mut)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("key {key} is not registered")))
     }
 
-    fn arm(&mut self, key: usize, armed: Interest) -> io::Result<()> {
+    /// Makes epoll watch `interest` on `key` (level-triggered), or drops the
+    /// descriptor from the epoll set for `None`.
+    fn watch(&mut self, key: usize, interest: Option<Interest>) -> io::Result<()> {
         let slot = self.slots[key].as_mut().expect("slot checked by caller");
-        slot.armed = armed;
-        Self::modify(&self.poller, slot.fd, key, armed)
-    }
-
-    fn modify(poller: &Poller, fd: RawFd, key: usize, armed: Interest) -> io::Result<()> {
-        let event = match (armed.read, armed.write) {
-            (true, true) => Event::all(key),
-            (true, false) => Event::readable(key),
-            (false, true) => Event::writable(key),
-            (false, false) => Event::none(key),
-        };
         // SAFETY: registered descriptors are open until deregistered.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        poller.modify(fd, event)
+        let fd = unsafe { BorrowedFd::borrow_raw(slot.fd) };
+        let result = match (slot.watched, interest) {
+            (None, None) => Ok(()),
+            (Some(_), None) => self.epoll.delete(fd),
+            (None, Some(i)) => self.epoll.add(fd, EpollEvent::new(i.epoll_flags(), key as u64)),
+            (Some(_), Some(i)) => self.epoll.modify(fd, &mut EpollEvent::new(i.epoll_flags(), key as u64)),
+        };
+        result?;
+        slot.watched = interest;
+        Ok(())
+    }
+}
+
+/// A wait's timeout in whole milliseconds, rounded up so that a deadline
+/// less than a millisecond away is waited for rather than spun on.
+fn epoll_timeout(timeout: Option<Duration>) -> EpollTimeout {
+    match timeout {
+        None => EpollTimeout::NONE,
+        Some(t) => {
+            let millis = t.as_nanos().div_ceil(1_000_000);
+            EpollTimeout::try_from(millis).unwrap_or(EpollTimeout::MAX)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
 
@@ -231,8 +346,10 @@ mod tests {
         sel.select(2, Interest::READ).unwrap();
         drop(b);
         assert_eq!(wait(&mut sel), vec![Ready { key: 2, interest: Interest::READ }]);
-        // The hang-up persists, but nothing is armed: the poller must sleep
-        // for the whole timeout rather than report the descriptor again.
+        // The hang-up persists, but nothing is armed: it may end one wait
+        // early (read is still watched, lazily), after which every wait must
+        // sleep for its whole timeout rather than report it again.
+        assert!(wait(&mut sel).is_empty());
         for _ in 0..3 {
             let started = std::time::Instant::now();
             let mut out = Vec::new();
@@ -241,6 +358,94 @@ mod tests {
             assert!(started.elapsed() >= Duration::from_millis(40), "woken after {:?}", started.elapsed());
         }
         sel.deregister(2).unwrap();
+    }
+
+    fn watched(sel: &Selector, key: usize) -> Option<Interest> {
+        sel.slots[key].unwrap().watched
+    }
+
+    #[test]
+    fn a_read_served_and_armed_again_leaves_the_kernel_alone() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut sel = Selector::new().unwrap();
+        unsafe { sel.register(a.as_fd(), 4).unwrap() };
+        sel.select(4, Interest::READ).unwrap();
+        for _ in 0..3 {
+            b.write_all(b"x").unwrap();
+            assert_eq!(wait(&mut sel), vec![Ready { key: 4, interest: Interest::READ }]);
+            (&a).read_exact(&mut [0u8; 1]).unwrap();
+            // Still watched after delivery, so arming it again needs no epoll_ctl.
+            assert_eq!(watched(&sel, 4), Some(Interest::READ));
+            sel.select(4, Interest::READ).unwrap();
+        }
+        sel.deregister(4).unwrap();
+    }
+
+    #[test]
+    fn unwanted_readiness_is_reported_at_most_once() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut sel = Selector::new().unwrap();
+        unsafe { sel.register(a.as_fd(), 5).unwrap() };
+        sel.select(5, Interest::READ).unwrap();
+        b.write_all(b"x").unwrap();
+        assert_eq!(wait(&mut sel).len(), 1);
+        // Not armed again, and the byte is left unread: one wait sees it and
+        // drops read from the kernel's watch; none after that wakes at all.
+        assert!(wait(&mut sel).is_empty());
+        assert_eq!(watched(&sel, 5), None);
+        let started = std::time::Instant::now();
+        assert!(wait(&mut sel).is_empty());
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        // Armed again, it is delivered again.
+        sel.select(5, Interest::READ).unwrap();
+        assert_eq!(wait(&mut sel), vec![Ready { key: 5, interest: Interest::READ }]);
+        sel.deregister(5).unwrap();
+    }
+
+    #[test]
+    fn settle_stops_watching_a_served_write() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut sel = Selector::new().unwrap();
+        unsafe { sel.register(a.as_fd(), 6).unwrap() };
+        sel.select(6, Interest::READ).unwrap();
+        sel.select(6, Interest::WRITE).unwrap();
+        assert_eq!(wait(&mut sel), vec![Ready { key: 6, interest: Interest::WRITE }]);
+        sel.settle(6).unwrap();
+        assert_eq!(watched(&sel, 6), Some(Interest::READ));
+        let started = std::time::Instant::now();
+        assert!(wait(&mut sel).is_empty(), "a writable socket woke the selector after settle");
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        b.write_all(b"x").unwrap();
+        assert_eq!(wait(&mut sel), vec![Ready { key: 6, interest: Interest::READ }]);
+        sel.deregister(6).unwrap();
+    }
+
+    #[test]
+    fn the_waker_ends_a_wait_from_another_thread() {
+        let mut sel = Selector::new().unwrap();
+        let waker = sel.waker();
+        let started = std::time::Instant::now();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            waker.wake().unwrap();
+        });
+        let mut out = Vec::new();
+        sel.wait(&mut out, Some(Duration::from_secs(10))).unwrap();
+        thread.join().unwrap();
+        assert!(out.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The wake-up is consumed: the next wait sleeps its timeout.
+        let started = std::time::Instant::now();
+        assert!(wait(&mut sel).is_empty());
+        assert!(started.elapsed() >= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn a_descriptor_epoll_cannot_watch_is_refused_at_registration() {
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        let mut sel = Selector::new().unwrap();
+        assert!(unsafe { sel.register(file.as_fd(), 7) }.is_err());
+        assert_eq!(sel.armed(7), Interest::NONE);
     }
 
     #[test]

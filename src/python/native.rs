@@ -10,7 +10,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use polling::Poller;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -20,6 +19,7 @@ use super::buffer::ReactorBuffer;
 use super::convert::{py_to_term, Pid};
 use crate::message::{LogLevel, Notice};
 use crate::outbound::Outbound;
+use crate::readiness::Waker;
 use crate::recording::Recorder;
 use eetf::Term;
 
@@ -35,7 +35,7 @@ pub struct Shared {
 
 #[derive(Debug, Default)]
 struct Wake {
-    poller: Option<Arc<Poller>>,
+    waker: Option<Arc<Waker>>,
     /// Connections whose write interest Python asked to arm.
     requested: Vec<RawFd>,
     /// Connection ids of the live connections, by descriptor.
@@ -63,8 +63,8 @@ impl Shared {
     }
 
     /// Lets `signal_write_ready` wake the loop.
-    pub fn attach_poller(&self, poller: Arc<Poller>) {
-        self.lock().poller = Some(poller);
+    pub fn attach_waker(&self, waker: Arc<Waker>) {
+        self.lock().waker = Some(waker);
     }
 
     pub fn connection_opened(&self, fd: RawFd, conn_id: u64) {
@@ -101,9 +101,9 @@ impl Shared {
             return false;
         }
         wake.requested.push(fd);
-        if let Some(poller) = &wake.poller {
+        if let Some(waker) = &wake.waker {
             // A failed wake-up only delays the write until the next event.
-            let _ = poller.notify();
+            let _ = waker.wake();
         }
         true
     }
