@@ -36,7 +36,10 @@ deps:
 port:
 	$(CARGO) build --release
 	install -d priv
-	install -m 0755 target/release/py_reactor_port $(PORT_BIN)
+	@# Installed under a temporary name, then renamed: a port being started
+	@# meanwhile sees the old program or the new one, never half of one.
+	install -m 0755 target/release/py_reactor_port $(PORT_BIN).tmp
+	mv -f $(PORT_BIN).tmp $(PORT_BIN)
 
 ## build: dependencies, the port program and the OTP application
 build: deps port
