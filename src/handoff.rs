@@ -95,6 +95,11 @@ impl Pairing {
         expired
     }
 
+    /// Whether nothing waits for its other half.
+    pub fn is_empty(&self) -> bool {
+        self.fds.is_empty() && self.frames.is_empty()
+    }
+
     /// When the oldest waiting half expires, if any waits.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.fds

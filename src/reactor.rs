@@ -172,7 +172,9 @@ impl Reactor {
         let served = ready.len();
         self.ready = ready;
         self.arm_requested_writes();
-        self.expire_pairing(Instant::now());
+        if !self.pairing.is_empty() {
+            self.expire_pairing(Instant::now());
+        }
         waited.map(|()| served)
     }
 

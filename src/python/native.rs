@@ -7,13 +7,13 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyByteArray, PyBytes};
 
 use super::buffer::ReactorBuffer;
 use super::convert::{py_to_term, Pid};
@@ -30,6 +30,8 @@ pub struct Shared {
     pub recorder: Option<Arc<Recorder>>,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Set when `requested` has entries, so the loop need not lock to see.
+    write_requested: AtomicBool,
     wake: Mutex<Wake>,
 }
 
@@ -52,6 +54,7 @@ impl Shared {
             recorder,
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            write_requested: AtomicBool::new(false),
             wake: Mutex::new(Wake::default()),
         })
     }
@@ -88,6 +91,11 @@ impl Shared {
 
     /// Takes the write-interest requests made since the last call.
     pub fn take_write_requests(&self) -> Vec<RawFd> {
+        // Checked without the lock on every loop turn; a request that lands
+        // just after the check has woken the loop, so the next turn takes it.
+        if !self.write_requested.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
         std::mem::take(&mut self.lock().requested)
     }
 
@@ -101,6 +109,7 @@ impl Shared {
             return false;
         }
         wake.requested.push(fd);
+        self.write_requested.store(true, Ordering::Release);
         if let Some(waker) = &wake.waker {
             // A failed wake-up only delays the write until the next event.
             let _ = waker.wake();
@@ -133,6 +142,16 @@ fn read(py: Python<'_>, fd: RawFd, size: usize) -> PyResult<Bound<'_, PyBytes>> 
 /// One `write(2)` of a bytes-like object: bytes written, 0 when it would block.
 #[pyfunction]
 fn write(fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+    // bytes and bytearray, the usual arguments, are read in place; anything
+    // else goes through the buffer protocol.
+    if let Ok(bytes) = data.cast::<PyBytes>() {
+        return write_bytes(fd, bytes.as_bytes());
+    }
+    if let Ok(array) = data.cast::<PyByteArray>() {
+        // SAFETY: no Python code runs while the slice is in use (the GIL is
+        // held and `write_bytes` calls none), so nothing can resize the array.
+        return write_bytes(fd, unsafe { array.as_bytes() });
+    }
     let buffer = PyBuffer::<u8>::get(data)?;
     if !buffer.is_c_contiguous() {
         return Err(PyValueError::new_err("write needs a contiguous buffer"));
@@ -140,6 +159,12 @@ fn write(fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> {
     // SAFETY: `buffer` keeps the exporter's memory alive and unchanged-length
     // while it is held; the slice does not outlive it.
     let bytes = unsafe { std::slice::from_raw_parts(buffer.buf_ptr() as *const u8, buffer.len_bytes()) };
+    let result = write_bytes(fd, bytes);
+    drop(buffer);
+    result
+}
+
+fn write_bytes(fd: RawFd, bytes: &[u8]) -> PyResult<usize> {
     // SAFETY: borrowed for the call only.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     let result = nix::unistd::write(borrowed, bytes);
@@ -147,7 +172,6 @@ fn write(fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         s.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
         s.record(fd, &bytes[..n], true);
     }
-    drop(buffer);
     match result {
         Ok(n) => Ok(n),
         Err(nix::errno::Errno::EAGAIN) => Ok(0),
