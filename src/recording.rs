@@ -239,9 +239,11 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Creates (truncating) `path` and writes the header.
+    /// Creates (truncating) `path` and writes the header. A new file is
+    /// readable by its owner only: it may hold every byte of every client.
     pub fn create(path: &Path, connection_bytes: bool) -> io::Result<Recorder> {
-        let file = File::create(path)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
         let recorder = Recorder { sink: Mutex::new(Sink::File(file)), start: Instant::now(), connection_bytes };
         let started_unix_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
         recorder.push(Record::Header {

@@ -80,6 +80,9 @@ fn an_echo_session_replays_green() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("replay matches"), "{text}");
     assert!(text.contains("2 connections"), "{text}");
+    // It holds the clients' bytes: readable by its owner only.
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "recording mode {mode:o}");
 }
 
 #[test]
