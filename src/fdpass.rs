@@ -207,12 +207,18 @@ impl AsFd for AuxChannel {
     }
 }
 
-/// Makes a received descriptor non-blocking and close-on-exec.
+/// Makes a received descriptor non-blocking.
+///
+/// Close-on-exec needs no call: `recvmsg` sets it on arrival
+/// (`MSG_CMSG_CLOEXEC`). `O_NONBLOCK` belongs to the open file description,
+/// which the VM's copy shares, and the VM's sockets are non-blocking already,
+/// so usually there is nothing to change either.
 pub fn prepare_received(fd: BorrowedFd<'_>) -> nix::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    if !flags.contains(OFlag::O_NONBLOCK) {
+        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    }
     Ok(())
 }
 

@@ -270,8 +270,9 @@ fn renumber(fd: OwnedFd, number: u64) -> OwnedFd {
     }
     // SAFETY: `target` is not open in this process (checked just above, and
     // the replay is single-threaded), so the new descriptor is owned by the
-    // returned value alone.
-    unsafe { nix::unistd::dup2_raw(&fd, target) }.unwrap_or(fd)
+    // returned value alone. Close-on-exec, like a descriptor received from
+    // the VM.
+    unsafe { nix::unistd::dup3_raw(&fd, target, nix::fcntl::OFlag::O_CLOEXEC) }.unwrap_or(fd)
 }
 
 /// Runs the loop without waiting until nothing is left to do.
