@@ -18,8 +18,14 @@ REBAR3 ?= rebar3
 ERL ?= erl
 ERLC ?= erlc
 
+# The interpreter the port embeds, named once for every cargo run. Without it
+# pyo3 looks for python3 on PATH and rebuilds whenever PATH changes, which
+# rebar3's pre-hook does (it puts the erts directories in front).
+PYO3_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
+export PYO3_PYTHON
+
 PORT_BIN := priv/py_reactor_port
-PYTHON_SOURCES := python test/python examples
+PYTHON_SOURCES := python test/python examples bench fuzz
 EXAMPLES_EBIN := _build/examples
 EXAMPLES_ERL := $(wildcard examples/*.erl)
 
@@ -48,7 +54,9 @@ build: deps port
 ## test: every linter and test suite, Rust, Python and Erlang
 test: build
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path bench/native/Cargo.toml --all-targets -- -D warnings
 	$(CARGO) test
+	$(MAKE) --no-print-directory fuzz-quick
 	$(PYTHON) -m ruff check $(PYTHON_SOURCES)
 	$(PORT_BIN) python -m pytest -q test/python
 	$(REBAR3) xref
@@ -59,9 +67,27 @@ test: build
 ## lint: the static checks of `make test` (clippy, ruff, xref, dialyzer)
 lint: deps
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path bench/native/Cargo.toml --all-targets -- -D warnings
 	$(PYTHON) -m ruff check $(PYTHON_SOURCES)
 	$(REBAR3) xref
 	$(REBAR3) dialyzer
+
+## fuzz-quick: every fuzz target (fuzz/, docs/fuzzing.md) for FUZZ_QUICK_SECONDS
+## (default 25) each, after clippy on the fuzz crate; part of `make test`
+FUZZ_QUICK_SECONDS ?= 25
+## fuzz: a long run, FUZZ_SECONDS (default 600) per target; FUZZ_TARGETS=
+## names some targets only (default: all)
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?=
+.PHONY: fuzz fuzz-quick
+fuzz-quick:
+	./scripts/install-fuzz-deps.sh
+	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+	./scripts/fuzz.sh $(FUZZ_QUICK_SECONDS)
+
+fuzz:
+	./scripts/install-fuzz-deps.sh
+	./scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 ## test-python: only the Python tests, inside the port's interpreter
 test-python: port
@@ -83,5 +109,43 @@ example-recording: build
 
 ## clean: remove every build output
 clean:
-	rm -rf target _build logs .pytest_cache .ruff_cache $(PORT_BIN)
+	rm -rf target _build logs .pytest_cache .ruff_cache $(PORT_BIN) bench/native/target
+	rm -rf fuzz/target fuzz/artifacts
 	find $(PYTHON_SOURCES) -type d -name __pycache__ -prune -exec rm -rf {} +
+
+## soak: the long load tests of test/soak (docs/soak.md), about a quarter of
+## an hour; every case prints its figures. SOAK_SECONDS sets the length of
+## the mixed-load case (default 600), SOAK_CYCLES, SOAK_IDLE, SOAK_SAMPLES
+## and SOAK_CLIENTS the other sizes. The descriptor limit is raised first
+## (to 65536, or to the hard limit when that is not allowed): the idle case
+## holds 10,000 connections in the VM and as many in the port.
+.PHONY: soak
+soak: build
+	$(PYTHON) -m ruff check test/soak
+	install -d logs/soak
+	ulimit -n 65536 2>/dev/null || ulimit -n "$$(ulimit -Hn)"; \
+	    $(REBAR3) ct --dir test/soak --logdir logs/soak
+
+# ---- benchmarks (bench/, docs/performance.md) --------------------------------
+
+.PHONY: bench bench-quick bench-prepare
+
+BENCH_EBIN := _build/bench/ebin
+
+## bench: every workload against every system (py_reactor, asyncio, uvloop,
+## gen_tcp, native), alternating; writes bench/results/latest.json and .png
+## and the results section of docs/performance.md (about 10 minutes)
+bench: bench-prepare
+	$(PYTHON) bench/run.py
+
+## bench-quick: the same workloads with fewer and shorter runs (under 2 minutes)
+bench-quick: bench-prepare
+	$(PYTHON) bench/run.py --quick
+
+## bench-prepare: what the benchmarks need besides the build: wrk, uvloop and
+## matplotlib, the native server and load generator, the Erlang bench modules
+bench-prepare: build
+	./scripts/install-bench-deps.sh
+	$(CARGO) build --release --manifest-path bench/native/Cargo.toml
+	install -d $(BENCH_EBIN)
+	$(ERLC) -Wall -o $(BENCH_EBIN) -pa _build/default/lib/py_reactor/ebin bench/erlang/*.erl bench/servers/*.erl

@@ -17,6 +17,12 @@ pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 /// How much the reader asks the kernel for at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Most bytes one [`FrameReader::fill`] reads before it returns.
+pub const FILL_BUDGET: usize = 4 * READ_CHUNK;
+
+/// Buffer memory kept once a large frame has been consumed.
+const KEEP_CAPACITY: usize = FILL_BUDGET + 2 * READ_CHUNK;
+
 /// A frame that could not be taken off the stream.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
@@ -28,7 +34,9 @@ pub enum FrameError {
 /// What [`FrameReader::fill`] saw on the descriptor.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Fill {
-    /// Everything available was read; the descriptor would block now.
+    /// Everything available was read (the descriptor would block now), or
+    /// as much as one call reads ([`FILL_BUDGET`]): wait for readability
+    /// again.
     Drained,
     /// The writer closed its end.
     Eof,
@@ -37,9 +45,13 @@ pub enum Fill {
 /// Reassembles frames from a non-blocking byte stream.
 #[derive(Debug)]
 pub struct FrameReader {
+    /// Bytes `pos..end` are input not yet returned; the rest is room for the
+    /// next read, zeroed once when it grows rather than before every read.
     buf: Vec<u8>,
     /// Start of unconsumed bytes in `buf`.
     pos: usize,
+    /// End of the bytes read into `buf`.
+    end: usize,
     /// Bytes of an oversized frame still to be thrown away.
     skipping: usize,
     limit: usize,
@@ -49,47 +61,73 @@ impl FrameReader {
     /// A reader that refuses frames above `limit` bytes.
     pub fn new(limit: usize) -> Self {
         FrameReader {
-            buf: Vec::with_capacity(READ_CHUNK),
+            buf: Vec::new(),
             pos: 0,
+            end: 0,
             skipping: 0,
             limit,
         }
     }
 
-    /// Reads what the descriptor has until it would block or ends.
+    /// Reads what the descriptor has until it would block or ends, or until
+    /// [`FILL_BUDGET`] bytes were read: a VM that writes without pause can
+    /// neither keep the loop here nor grow the buffer past one partial frame
+    /// and the budget. `Fill::Drained` means "wait for readability again";
+    /// more may already be there.
     pub fn fill(&mut self, source: &mut impl Read) -> io::Result<Fill> {
+        let mut budget = FILL_BUDGET;
         loop {
-            if self.pos > 0 && self.pos == self.buf.len() {
-                self.buf.clear();
-                self.pos = 0;
+            self.compact();
+            if budget == 0 {
+                return Ok(Fill::Drained);
             }
-            let start = self.buf.len();
-            self.buf.resize(start + READ_CHUNK, 0);
-            match source.read(&mut self.buf[start..]) {
-                Ok(0) => {
-                    self.buf.truncate(start);
-                    return Ok(Fill::Eof);
-                }
+            self.reserve(READ_CHUNK);
+            match source.read(&mut self.buf[self.end..self.end + READ_CHUNK]) {
+                Ok(0) => return Ok(Fill::Eof),
                 Ok(n) => {
-                    self.buf.truncate(start + n);
+                    self.end += n;
+                    budget = budget.saturating_sub(n);
                     self.discard_skipped();
                 }
-                Err(e) => {
-                    self.buf.truncate(start);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
-                        io::ErrorKind::Interrupted => continue,
-                        _ => return Err(e),
-                    }
-                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(e),
+                },
             }
+        }
+    }
+
+    /// Makes room for `n` more bytes after `end`.
+    fn reserve(&mut self, n: usize) {
+        if self.buf.len() < self.end + n {
+            self.buf.resize(self.end + n, 0);
+        }
+    }
+
+    /// Drops the bytes already returned or skipped, so that the buffer holds
+    /// only the partial frame; gives back the memory of a large frame once
+    /// it is gone.
+    fn compact(&mut self) {
+        if self.pos == 0 {
+            return;
+        }
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.end -= self.pos;
+        self.pos = 0;
+        if self.end == 0 && self.buf.len() > KEEP_CAPACITY {
+            self.buf.truncate(KEEP_CAPACITY);
+            self.buf.shrink_to_fit();
         }
     }
 
     /// Feeds bytes directly, as `fill` would.
     #[cfg(test)]
     fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+        self.compact();
+        self.reserve(bytes.len());
+        self.buf[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
         self.discard_skipped();
     }
 
@@ -99,7 +137,7 @@ impl FrameReader {
         if self.skipping > 0 {
             return None;
         }
-        let available = &self.buf[self.pos..];
+        let available = &self.buf[self.pos..self.end];
         if available.len() < 4 {
             return None;
         }
@@ -123,14 +161,19 @@ impl FrameReader {
 
     /// Bytes buffered but not yet returned as a frame.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.pos
+        self.end - self.pos
+    }
+
+    /// Bytes of memory the buffer holds (for bounds checks: tests, fuzzing).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     fn discard_skipped(&mut self) {
         if self.skipping == 0 {
             return;
         }
-        let n = self.skipping.min(self.buf.len() - self.pos);
+        let n = self.skipping.min(self.end - self.pos);
         self.pos += n;
         self.skipping -= n;
     }
@@ -193,6 +236,121 @@ mod tests {
         assert_eq!(r.next_frame(), None);
         r.push(&stream[10..]);
         assert_eq!(r.next_frame(), Some(Ok(b"ok".to_vec())));
+    }
+
+    /// A non-blocking source: each chunk is one read, `None` is a would-block,
+    /// and after the last chunk it would block forever (or ends, if `eof`).
+    struct Script {
+        chunks: std::collections::VecDeque<Option<Vec<u8>>>,
+        eof: bool,
+    }
+
+    impl Read for Script {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            match self.chunks.pop_front() {
+                Some(Some(mut c)) => {
+                    let n = c.len().min(out.len());
+                    out[..n].copy_from_slice(&c[..n]);
+                    if n < c.len() {
+                        self.chunks.push_front(Some(c.split_off(n)));
+                    }
+                    Ok(n)
+                }
+                Some(None) => Err(io::ErrorKind::WouldBlock.into()),
+                None if self.eof => Ok(0),
+                None => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+    }
+
+    /// Found by the `frame_reader` fuzz target: when every read ended inside
+    /// a frame, the consumed frames before it were never dropped, so the
+    /// buffer grew with every byte the VM sent.
+    #[test]
+    fn consumed_frames_are_dropped_when_reads_end_inside_frames() {
+        let payload = vec![7u8; 1000];
+        let one = frame(&payload);
+        let frames = 2000;
+        let stream: Vec<u8> = one.repeat(frames);
+        // Each read ends 500 bytes into a frame, then the source would block.
+        let mut chunks = std::collections::VecDeque::new();
+        let mut cut = 0;
+        for i in 0..frames {
+            let end = i * one.len() + 500;
+            chunks.push_back(Some(stream[cut..end].to_vec()));
+            chunks.push_back(None);
+            cut = end;
+        }
+        chunks.push_back(Some(stream[cut..].to_vec()));
+        let mut source = Script { chunks, eof: true };
+        let mut r = FrameReader::new(MAX_FRAME);
+        let mut got = 0;
+        loop {
+            let fill = r.fill(&mut source).unwrap();
+            while let Some(f) = r.next_frame() {
+                assert_eq!(f.unwrap(), payload);
+                got += 1;
+            }
+            assert!(r.capacity() <= 2 * READ_CHUNK, "buffer of {} bytes after {got} frames", r.capacity());
+            if fill == Fill::Eof {
+                break;
+            }
+        }
+        assert_eq!(got, frames);
+        assert_eq!(r.pending(), 0);
+    }
+
+    /// A VM that never pauses: `fill` still returns, having read about its
+    /// budget, with the frames it read ready.
+    #[test]
+    fn fill_returns_after_its_budget_on_an_endless_stream() {
+        /// Endless as far as one fill can tell: it would block only after
+        /// 64 MiB, so that a reader without a budget fails instead of hanging.
+        struct Endless(Vec<u8>, usize);
+        impl Read for Endless {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                if self.1 >= 64 << 20 {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                for b in out.iter_mut() {
+                    *b = self.0[self.1 % self.0.len()];
+                    self.1 += 1;
+                }
+                Ok(out.len())
+            }
+        }
+        let one = frame(b"0123456789");
+        let mut source = Endless(one.clone(), 0);
+        let mut r = FrameReader::new(MAX_FRAME);
+        for _ in 0..3 {
+            assert_eq!(r.fill(&mut source).unwrap(), Fill::Drained);
+            assert!(r.pending() <= FILL_BUDGET + READ_CHUNK, "{} bytes buffered", r.pending());
+            let mut n = 0;
+            while let Some(f) = r.next_frame() {
+                assert_eq!(f.unwrap(), b"0123456789");
+                n += 1;
+            }
+            assert!(n >= FILL_BUDGET / one.len() - 1, "only {n} frames");
+            assert!(r.capacity() <= 2 * (FILL_BUDGET + 2 * READ_CHUNK), "{}", r.capacity());
+        }
+    }
+
+    #[test]
+    fn memory_of_a_large_frame_is_given_back() {
+        let big = vec![1u8; 4 * 1024 * 1024];
+        let stream = frame(&big);
+        let chunks = stream.chunks(100_000).map(|c| Some(c.to_vec())).collect();
+        let mut source = Script { chunks, eof: false };
+        let mut r = FrameReader::new(MAX_FRAME);
+        let mut got = None;
+        while got.is_none() {
+            assert_eq!(r.fill(&mut source).unwrap(), Fill::Drained);
+            got = r.next_frame();
+        }
+        assert_eq!(got.unwrap().unwrap().len(), big.len());
+        assert!(r.capacity() >= big.len());
+        assert_eq!(r.fill(&mut source).unwrap(), Fill::Drained);
+        assert!(r.capacity() <= KEEP_CAPACITY, "{} bytes kept", r.capacity());
     }
 
     #[test]

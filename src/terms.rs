@@ -11,6 +11,9 @@ use eetf::{Atom, Binary, FixInteger, List, Map, Term, Tuple};
 /// Deepest nesting of tuples, lists and maps accepted in one term.
 pub const MAX_DEPTH: usize = 256;
 
+/// Longest atom, in characters, as in the VM.
+const MAX_ATOM_CHARS: usize = 255;
+
 const VERSION: u8 = 131;
 
 /// Why a byte string is not an acceptable term.
@@ -28,6 +31,8 @@ pub enum TermError {
     TooDeep,
     #[error("{0} trailing bytes after the term")]
     Trailing(usize),
+    #[error("malformed term at byte {offset}: {what}")]
+    Malformed { offset: usize, what: &'static str },
     #[error("undecodable term: {0}")]
     Decode(String),
 }
@@ -162,12 +167,32 @@ impl Cursor<'_> {
     /// Consumes one atom (pids, ports and references embed their node name).
     fn atom(&mut self) -> Result<(), TermError> {
         let offset = self.pos;
-        let len = match self.u8()? {
+        match self.u8()? {
+            tag @ (100 | 118 | 115 | 119) => self.atom_text(tag, offset),
+            tag => Err(TermError::UnsupportedTag { tag, offset }),
+        }
+    }
+
+    /// Consumes an atom's length and text, its tag already read. Like the
+    /// VM, refuses an atom of more than 255 characters: nothing the VM sends
+    /// holds one, and one would not survive the way back (eetf writes atoms
+    /// as UTF-8, so a long Latin-1 one may not fit, and the VM refuses it).
+    fn atom_text(&mut self, tag: u8, offset: usize) -> Result<(), TermError> {
+        let len = match tag {
             100 | 118 => self.u16()?,
-            115 | 119 => u64::from(self.u8()?),
-            tag => return Err(TermError::UnsupportedTag { tag, offset }),
+            _ => u64::from(self.u8()?),
         };
-        self.take(len).map(|_| ())
+        let text = self.take(len)?;
+        let chars = if tag == 118 || tag == 119 {
+            // UTF-8 (validated by eetf): count the bytes that start a character.
+            text.iter().filter(|b| (**b & 0xC0) != 0x80).count()
+        } else {
+            text.len()
+        };
+        if chars > MAX_ATOM_CHARS {
+            return Err(TermError::Malformed { offset, what: "atom longer than 255 characters" });
+        }
+        Ok(())
     }
 
     /// Consumes one term's own bytes and returns how many nested terms follow.
@@ -179,14 +204,7 @@ impl Cursor<'_> {
             98 => self.take(4).map(|_| 0)?,
             70 => self.take(8).map(|_| 0)?,
             99 => self.take(31).map(|_| 0)?,
-            100 | 118 => {
-                let n = self.u16()?;
-                self.take(n).map(|_| 0)?
-            }
-            115 | 119 => {
-                let n = u64::from(self.u8()?);
-                self.take(n).map(|_| 0)?
-            }
+            100 | 118 | 115 | 119 => self.atom_text(tag, offset).map(|()| 0)?,
             104 => u64::from(self.u8()?),
             105 => self.u32()?,
             116 => self.u32()? * 2,
@@ -202,8 +220,16 @@ impl Cursor<'_> {
                 self.take(n).map(|_| 0)?
             }
             77 => {
+                // eetf shifts the last byte by `8 - bits` (a panic or
+                // garbage outside 1..=8); the VM refuses those too, except
+                // 0 bits in 0 bytes.
                 let n = self.u32()?;
-                self.take(1 + n).map(|_| 0)?
+                let bits = self.u8()?;
+                let valid = if n == 0 { bits == 0 } else { (1..=8).contains(&bits) };
+                if !valid {
+                    return Err(TermError::Malformed { offset, what: "bit string whose last byte holds not 1 to 8 bits" });
+                }
+                self.take(n).map(|_| 0)?
             }
             110 => {
                 let n = u64::from(self.u8()?);
@@ -529,6 +555,62 @@ mod tests {
             validate(&[131, 80, 0, 0, 0, 1, 0]),
             Err(TermError::UnsupportedTag { tag: 80, .. })
         ));
+    }
+
+    /// Found by the `request` fuzz target: eetf shifts the last byte of a
+    /// bit string by `8 - bits`, which overflows (a panic with overflow
+    /// checks) for 0 or more than 8 bits, when decoding and when encoding.
+    #[test]
+    fn bit_strings_with_impossible_bit_counts_are_refused() {
+        for bits in [0u8, 9, 48, 255] {
+            let bytes = [131, 77, 0, 0, 0, 1, bits, 0xff];
+            assert!(
+                matches!(validate(&bytes), Err(TermError::Malformed { offset: 1, .. })),
+                "{bits} bits accepted"
+            );
+        }
+        assert!(matches!(validate(&[131, 77, 0, 0, 0, 0, 3]), Err(TermError::Malformed { .. })));
+        assert!(validate(&[131, 77, 0, 0, 0, 0, 0]).is_ok(), "the empty bit string, as the VM reads it");
+        for bits in 1..=8u8 {
+            let t = decode(&[131, 77, 0, 0, 0, 2, bits, 0xab, 0xff]).unwrap();
+            assert_eq!(decode(&encode(&t)).unwrap(), t, "{bits} bits");
+        }
+    }
+
+    /// Found while triaging the `request` target's findings: an atom of up
+    /// to 65535 bytes decoded, and a reply echoing it (in its `Ref`) was
+    /// then refused by the VM's `binary_to_term` (atoms have at most 255
+    /// characters), so the VM could never read its reply. The port refuses
+    /// such atoms as the VM does.
+    #[test]
+    fn atoms_over_255_characters_are_refused() {
+        let latin1 = |tag: u8, n: usize, c: u8| {
+            let mut b = vec![131, tag, (n >> 8) as u8, n as u8];
+            b.extend(std::iter::repeat_n(c, n));
+            b
+        };
+        assert!(validate(&latin1(100, 255, 0xe9)).is_ok());
+        assert_eq!(
+            validate(&latin1(100, 256, b'a')),
+            Err(TermError::Malformed { offset: 1, what: "atom longer than 255 characters" })
+        );
+        let long = latin1(100, 65535, 0xe9);
+        assert!(matches!(validate(&long), Err(TermError::Malformed { .. })));
+        // UTF-8: characters count, not bytes.
+        let mut utf8 = vec![131, 118, 0, 0];
+        utf8.extend("é".repeat(255).as_bytes());
+        utf8[2..4].copy_from_slice(&(510u16).to_be_bytes());
+        let t = decode(&utf8).expect("255 two-byte characters");
+        assert_eq!(decode(&encode(&t)).unwrap(), t);
+        let mut over = vec![131, 118, 0, 0];
+        over.extend("é".repeat(256).as_bytes());
+        over[2..4].copy_from_slice(&(512u16).to_be_bytes());
+        assert!(matches!(validate(&over), Err(TermError::Malformed { .. })));
+        // Node names inside pids count too.
+        let mut pid = vec![131, 88];
+        pid.extend(&latin1(100, 300, b'n')[1..]);
+        pid.extend([0; 12]);
+        assert!(matches!(validate(&pid), Err(TermError::Malformed { offset: 2, .. })));
     }
 
     #[test]

@@ -165,7 +165,12 @@ fn to_py<'py>(
         Term::Float(f) => PyFloat::new(py, f.value).into_any(),
         Term::Pid(p) => Bound::new(py, Pid::new(p.clone()))?.into_any(),
         Term::Binary(b) => binary_to_py(py, &b.bytes),
-        Term::ByteList(l) => PyList::new(py, l.bytes.iter())?.into_any(),
+        Term::ByteList(l) => {
+            // A string is a list: it counts as a level, as the list it
+            // becomes does on the way back.
+            enter(depth)?;
+            PyList::new(py, l.bytes.iter())?.into_any()
+        }
         Term::List(l) => {
             let depth = enter(depth)?;
             let items = l
@@ -872,6 +877,29 @@ for bad in (lambda: p < q, lambda: Pid(), lambda: Pid(1, 2)):
                 py_to_term(&cyclic_dict),
                 Err(ConvertError::TooDeep)
             ));
+        });
+    }
+
+    /// Found by the `convert` fuzz target: a string (`STRING_EXT`, a
+    /// `ByteList`) did not count as a level on the way in, but the list it
+    /// becomes does on the way back, so 256 lists around a string converted
+    /// to Python and the value could not be converted back.
+    #[test]
+    fn strings_count_as_a_level() {
+        with_py(|py| {
+            let string = || Term::from(ByteList::from(vec![0u8]));
+            let mut t = string();
+            for _ in 0..MAX_DEPTH {
+                t = list(vec![t]);
+            }
+            assert!(matches!(term_to_py(py, &t), Err(ConvertError::TooDeep)));
+            let mut t = string();
+            for _ in 0..MAX_DEPTH - 1 {
+                t = list(vec![t]);
+            }
+            let value = term_to_py(py, &t).expect("256 levels");
+            let back = py_to_term(&value).expect("and back");
+            assert_eq!(normalize(&back), normalize(&t));
         });
     }
 

@@ -307,12 +307,10 @@ pub fn matches(t: &Term, pat: &Term) -> bool {
         }
         match (t, p) {
             (Term::Tuple(a), Term::Tuple(b)) => {
-                a.elements.len() == b.elements.len()
-                    && a.elements.iter().zip(&b.elements).all(|(x, y)| go(x, y))
+                a.elements.len() == b.elements.len() && a.elements.iter().zip(&b.elements).all(|(x, y)| go(x, y))
             }
             (Term::List(a), Term::List(b)) => {
-                a.elements.len() == b.elements.len()
-                    && a.elements.iter().zip(&b.elements).all(|(x, y)| go(x, y))
+                a.elements.len() == b.elements.len() && a.elements.iter().zip(&b.elements).all(|(x, y)| go(x, y))
             }
             (Term::Map(a), Term::Map(b)) => b
                 .map
@@ -329,14 +327,21 @@ pub fn show(t: &Term) -> String {
     match t {
         Term::Binary(b) => match std::str::from_utf8(&b.bytes) {
             Ok(s) if s.len() <= 2000 => format!("<<{:?}>>", s),
-            Ok(s) => format!("<<{:?}...>>", &s[..s.char_indices().nth(2000).map(|x| x.0).unwrap_or(s.len())]),
+            Ok(s) => format!(
+                "<<{:?}...>>",
+                &s[..s.char_indices().nth(2000).map(|x| x.0).unwrap_or(s.len())]
+            ),
             Err(_) => format!("{}", t),
         },
         Term::Tuple(x) => format!("{{{}}}", x.elements.iter().map(show).collect::<Vec<_>>().join(", ")),
         Term::List(x) => format!("[{}]", x.elements.iter().map(show).collect::<Vec<_>>().join(", ")),
         Term::Map(m) => format!(
             "#{{{}}}",
-            m.map.iter().map(|(k, v)| format!("{} => {}", show(k), show(v))).collect::<Vec<_>>().join(", ")
+            m.map
+                .iter()
+                .map(|(k, v)| format!("{} => {}", show(k), show(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         _ => format!("{}", t),
     }
@@ -368,7 +373,12 @@ pub struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { vm_pid: None, connect_aux: true, env_clear: false, args: None }
+        Opts {
+            vm_pid: None,
+            connect_aux: true,
+            env_clear: false,
+            args: None,
+        }
     }
 }
 
@@ -423,7 +433,13 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     let mut off = 0;
     while off < buf.len() {
         match r.read(&mut buf[off..]) {
-            Ok(0) => return if off == 0 { Ok(false) } else { Err(ErrorKind::UnexpectedEof.into()) },
+            Ok(0) => {
+                return if off == 0 {
+                    Ok(false)
+                } else {
+                    Err(ErrorKind::UnexpectedEof.into())
+                }
+            }
             Ok(n) => off += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -450,7 +466,10 @@ impl Port {
             ]
         });
         let mut cmd = Command::new(port_exe());
-        cmd.args(&args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         if opts.env_clear {
             cmd.env_clear();
         }
@@ -505,7 +524,11 @@ impl Port {
             }
             let mut buf = vec![0u8; n];
             if let Err(e) = read_full(&mut stdout, &mut buf).and_then(|full| {
-                if full || n == 0 { Ok(()) } else { Err(ErrorKind::UnexpectedEof.into()) }
+                if full || n == 0 {
+                    Ok(())
+                } else {
+                    Err(ErrorKind::UnexpectedEof.into())
+                }
             }) {
                 let _ = tx.send(Ev::Bad(format!("stdout ended inside a {n}-byte frame: {e}")));
                 let _ = tx.send(Ev::Eof);
@@ -553,7 +576,9 @@ impl Port {
             exited: None,
         };
         let hello = port.wait_for("hello", T, |t| {
-            elems(t).map(|e| e.len() == 2 && is_atom(&e[0], "hello")).unwrap_or(false)
+            elems(t)
+                .map(|e| e.len() == 2 && is_atom(&e[0], "hello"))
+                .unwrap_or(false)
         });
         let info = elems(&hello).unwrap()[1].clone();
         port.socket_path = PathBuf::from(
@@ -581,7 +606,12 @@ impl Port {
         let mut opts = vec![("setup_code", bin(code))];
         opts.extend(extra);
         let r = self.setup(opts);
-        assert!(is_atom(&r, "ok"), "setup failed: {}\nstderr:\n{}", show(&r), self.stderr_text());
+        assert!(
+            is_atom(&r, "ok"),
+            "setup failed: {}\nstderr:\n{}",
+            show(&r),
+            self.stderr_text()
+        );
         self.install_prelude();
     }
 
@@ -616,7 +646,11 @@ impl Port {
                 Ok(n) => off += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    assert!(!left.is_zero(), "the port stopped reading its stdin ({off}/{} bytes written)", data.len());
+                    assert!(
+                        !left.is_zero(),
+                        "the port stopped reading its stdin ({off}/{} bytes written)",
+                        data.len()
+                    );
                     let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLOUT)];
                     let ms = left.as_millis().min(1000) as u16;
                     let _ = poll(&mut fds, PollTimeout::from(ms));
@@ -705,7 +739,11 @@ impl Port {
             "\npending notices: [{}]\nlogs: {:?}\nunconsumed sends: [{}]\nstream ended: {}\nstderr:\n{}",
             self.pending.iter().map(show).collect::<Vec<_>>().join(", "),
             self.logs,
-            self.sends.iter().map(|(p, t)| format!("{} ! {}", show(p), show(t))).collect::<Vec<_>>().join(", "),
+            self.sends
+                .iter()
+                .map(|(p, t)| format!("{} ! {}", show(p), show(t)))
+                .collect::<Vec<_>>()
+                .join(", "),
             self.eof,
             self.stderr_text()
         )
@@ -763,7 +801,12 @@ impl Port {
         loop {
             if let Some(i) = self.sends.iter().position(|(_, t)| pred(t)) {
                 let (p, t) = self.sends.remove(i).unwrap();
-                assert!(term_eq(&p, &vm_pid_term()), "send addressed to {} instead of {}", show(&p), show(&vm_pid_term()));
+                assert!(
+                    term_eq(&p, &vm_pid_term()),
+                    "send addressed to {} instead of {}",
+                    show(&p),
+                    show(&vm_pid_term())
+                );
                 return Some(t);
             }
             if !self.pump(deadline) {
@@ -786,7 +829,9 @@ impl Port {
     /// Waits for an `erlang.send` whose payload is a tuple starting with the
     /// string `tag` (Python `report("tag", ...)`); returns the other elements.
     pub fn wait_report(&mut self, tag: &str) -> Vec<Term> {
-        let t = self.wait_send(&format!("report({tag:?}, ...)"), |t| report_tag(t) == Some(tag.to_owned()));
+        let t = self.wait_send(&format!("report({tag:?}, ...)"), |t| {
+            report_tag(t) == Some(tag.to_owned())
+        });
         elems(&t).unwrap()[1..].to_vec()
     }
 
@@ -853,7 +898,9 @@ impl Port {
         let rr = r.clone();
         let what = format!("the reply to {}", show(req));
         let t = self.wait_for(&what, T, move |t| {
-            elems(t).map(|e| e.len() == 3 && is_atom(&e[0], "reply") && e[1] == rr).unwrap_or(false)
+            elems(t)
+                .map(|e| e.len() == 3 && is_atom(&e[0], "reply") && e[1] == rr)
+                .unwrap_or(false)
         });
         elems(&t).unwrap()[2].clone()
     }
@@ -869,7 +916,12 @@ impl Port {
 
     pub fn exec_ok(&mut self, code: &str) {
         let r = self.exec(code);
-        assert!(is_atom(&r, "ok"), "exec failed: {}\ncode:\n{code}{}", show(&r), self.context());
+        assert!(
+            is_atom(&r, "ok"),
+            "exec failed: {}\ncode:\n{code}{}",
+            show(&r),
+            self.context()
+        );
     }
 
     pub fn eval(&mut self, expr: &str) -> Term {
@@ -968,7 +1020,9 @@ impl Port {
     pub fn wait_closed(&mut self, id: u64) -> Term {
         let idt = uint(id);
         let t = self.wait_for(&format!("{{closed, {id}, _}}"), T, move |t| {
-            elems(t).map(|e| e.len() == 3 && is_atom(&e[0], "closed") && term_eq(&e[1], &idt)).unwrap_or(false)
+            elems(t)
+                .map(|e| e.len() == 3 && is_atom(&e[0], "closed") && term_eq(&e[1], &idt))
+                .unwrap_or(false)
         });
         elems(&t).unwrap()[2].clone()
     }
@@ -976,7 +1030,9 @@ impl Port {
     pub fn wait_closed_within(&mut self, id: u64, timeout: Duration) -> Term {
         let idt = uint(id);
         let t = self.wait_for(&format!("{{closed, {id}, _}}"), timeout, move |t| {
-            elems(t).map(|e| e.len() == 3 && is_atom(&e[0], "closed") && term_eq(&e[1], &idt)).unwrap_or(false)
+            elems(t)
+                .map(|e| e.len() == 3 && is_atom(&e[0], "closed") && term_eq(&e[1], &idt))
+                .unwrap_or(false)
         });
         elems(&t).unwrap()[2].clone()
     }
@@ -984,7 +1040,9 @@ impl Port {
     /// Waits for `{aux_error, Text}`; returns the text.
     pub fn wait_aux_error(&mut self, timeout: Duration) -> String {
         let t = self.wait_for("{aux_error, _}", timeout, |t| {
-            elems(t).map(|e| e.len() == 2 && is_atom(&e[0], "aux_error")).unwrap_or(false)
+            elems(t)
+                .map(|e| e.len() == 2 && is_atom(&e[0], "aux_error"))
+                .unwrap_or(false)
         });
         as_text(&elems(&t).unwrap()[1]).unwrap_or_else(|| show(&t))
     }
@@ -992,7 +1050,9 @@ impl Port {
     /// Waits for `{frame_error, Text}`; returns the text.
     pub fn wait_frame_error(&mut self) -> String {
         let t = self.wait_for("{frame_error, _}", T, |t| {
-            elems(t).map(|e| e.len() == 2 && is_atom(&e[0], "frame_error")).unwrap_or(false)
+            elems(t)
+                .map(|e| e.len() == 2 && is_atom(&e[0], "frame_error"))
+                .unwrap_or(false)
         });
         let e = &elems(&t).unwrap()[1];
         as_text(e).unwrap_or_else(|| panic!("frame_error text is not a binary: {}", show(e)))
@@ -1041,7 +1101,12 @@ impl Port {
 
     /// Asserts the port is alive and serving requests.
     pub fn assert_serving(&mut self) {
-        assert!(self.is_running(), "the port exited: {:?}{}", self.child.try_wait(), self.context());
+        assert!(
+            self.is_running(),
+            "the port exited: {:?}{}",
+            self.child.try_wait(),
+            self.context()
+        );
         let r = self.request(|r| tup(vec![atom("stats"), r]));
         assert!(
             matches(&r, &tup(vec![atom("ok"), any()])) || matches(&r, &tup(vec![atom("error"), atom("not_set_up")])),
@@ -1140,10 +1205,16 @@ pub fn read_n(s: &mut impl Read, n: usize) -> Vec<u8> {
     let mut off = 0;
     while off < n {
         match s.read(&mut buf[off..]) {
-            Ok(0) => panic!("EOF after {off} of {n} bytes: {:?}", String::from_utf8_lossy(&buf[..off])),
+            Ok(0) => panic!(
+                "EOF after {off} of {n} bytes: {:?}",
+                String::from_utf8_lossy(&buf[..off])
+            ),
             Ok(k) => off += k,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => panic!("read failed after {off} of {n} bytes: {e}: {:?}", String::from_utf8_lossy(&buf[..off])),
+            Err(e) => panic!(
+                "read failed after {off} of {n} bytes: {e}: {:?}",
+                String::from_utf8_lossy(&buf[..off])
+            ),
         }
     }
     buf
@@ -1159,7 +1230,11 @@ pub fn read_to_eof(s: &mut impl Read) -> Vec<u8> {
             Ok(k) => out.extend_from_slice(&chunk[..k]),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return out,
-            Err(e) => panic!("no EOF ({e}) after {} bytes: {:?}", out.len(), String::from_utf8_lossy(&out)),
+            Err(e) => panic!(
+                "no EOF ({e}) after {} bytes: {:?}",
+                out.len(),
+                String::from_utf8_lossy(&out)
+            ),
         }
     }
 }
