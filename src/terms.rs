@@ -11,6 +11,11 @@ use eetf::{Atom, Binary, FixInteger, List, Map, Term, Tuple};
 /// Deepest nesting of tuples, lists and maps accepted in one term.
 pub const MAX_DEPTH: usize = 256;
 
+/// Most terms (elements of tuples, lists and maps included) in one frame.
+/// A decoded term takes about 56 bytes whatever its encoding, so a 16 MiB
+/// frame of empty lists would otherwise decode to almost a gigabyte.
+pub const MAX_TERMS: u64 = 1 << 20;
+
 /// Longest atom, in characters, as in the VM.
 const MAX_ATOM_CHARS: usize = 255;
 
@@ -29,6 +34,8 @@ pub enum TermError {
     UnsupportedTag { tag: u8, offset: usize },
     #[error("term nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    #[error("term holds more than {MAX_TERMS} terms")]
+    TooMany,
     #[error("{0} trailing bytes after the term")]
     Trailing(usize),
     #[error("malformed term at byte {offset}: {what}")]
@@ -48,12 +55,17 @@ pub fn validate(bytes: &[u8]) -> Result<(), TermError> {
     }
     // Each stack entry counts the terms still to read at one nesting level.
     let mut pending: Vec<u64> = vec![1];
+    let mut seen: u64 = 0;
     while let Some(top) = pending.last_mut() {
         if *top == 0 {
             pending.pop();
             continue;
         }
         *top -= 1;
+        seen += 1;
+        if seen > MAX_TERMS {
+            return Err(TermError::TooMany);
+        }
         let children = cur.term_header()?;
         if children > 0 {
             if pending.len() > MAX_DEPTH {
@@ -611,6 +623,22 @@ mod tests {
         pid.extend(&latin1(100, 300, b'n')[1..]);
         pid.extend([0; 12]);
         assert!(matches!(validate(&pid), Err(TermError::Malformed { offset: 2, .. })));
+    }
+
+    #[test]
+    fn more_terms_than_the_limit_are_refused_before_decoding() {
+        // A flat list of empty lists: 5 bytes of header, 1 byte per element.
+        let list = |n: u32| {
+            let mut bytes = vec![VERSION, 108];
+            bytes.extend_from_slice(&n.to_be_bytes());
+            bytes.extend(std::iter::repeat_n(106u8, n as usize));
+            bytes.push(106);
+            bytes
+        };
+        // The list itself and its tail count too.
+        assert!(validate(&list(MAX_TERMS as u32 - 2)).is_ok());
+        assert_eq!(validate(&list(MAX_TERMS as u32 - 1)), Err(TermError::TooMany));
+        assert_eq!(validate(&list(4_000_000)), Err(TermError::TooMany));
     }
 
     #[test]
