@@ -4,8 +4,10 @@
 //! half waits here, keyed by its connection id, until the other comes or
 //! [`PAIRING_TIMEOUT`] passes. An id is accepted once for the life of the
 //! port: a second descriptor or frame with an id already seen is refused.
+//! Remembering every id costs next to nothing because the VM numbers its
+//! connections 1, 2, 3, ...: see [`SeenIds`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -48,7 +50,46 @@ pub struct Expired {
 pub struct Pairing {
     fds: HashMap<u64, (OwnedFd, Instant)>,
     frames: HashMap<u64, (Term, Instant)>,
-    seen: HashSet<u64>,
+    seen: SeenIds,
+}
+
+/// Every connection id used so far, in constant space for ids that come in
+/// order: a run `start..end` of consecutive ids, plus the ids outside it.
+/// An id that fills the gap at the run's end joins the run, and so do the
+/// ids after it that were waiting outside.
+#[derive(Debug, Default)]
+struct SeenIds {
+    run: Option<(u64, u64)>,
+    others: BTreeSet<u64>,
+}
+
+impl SeenIds {
+    fn contains(&self, id: u64) -> bool {
+        matches!(self.run, Some((start, end)) if start <= id && id < end) || self.others.contains(&id)
+    }
+
+    fn insert(&mut self, id: u64) {
+        match &mut self.run {
+            None if id < u64::MAX => self.run = Some((id, id + 1)),
+            Some((_, end)) if id == *end && id < u64::MAX => {
+                *end += 1;
+                while *end < u64::MAX && self.others.remove(end) {
+                    *end += 1;
+                }
+            }
+            _ => {
+                if !self.contains(id) {
+                    self.others.insert(id);
+                }
+            }
+        }
+    }
+
+    /// Ids kept one by one, outside the run.
+    #[cfg(test)]
+    fn scattered(&self) -> usize {
+        self.others.len()
+    }
 }
 
 impl Pairing {
@@ -57,7 +98,7 @@ impl Pairing {
         if let Some((client_info, _)) = self.frames.remove(&conn_id) {
             return Offer::Paired(Paired { conn_id, fd, client_info });
         }
-        if self.fds.contains_key(&conn_id) || self.seen.contains(&conn_id) {
+        if self.fds.contains_key(&conn_id) || self.seen.contains(conn_id) {
             return Offer::Duplicate(Some(fd));
         }
         self.fds.insert(conn_id, (fd, now));
@@ -66,7 +107,7 @@ impl Pairing {
 
     /// A `handoff` frame arrived.
     pub fn offer_frame(&mut self, conn_id: u64, client_info: Term, now: Instant) -> Offer {
-        if self.seen.contains(&conn_id) || self.frames.contains_key(&conn_id) {
+        if self.seen.contains(conn_id) || self.frames.contains_key(&conn_id) {
             return Offer::Duplicate(None);
         }
         self.seen.insert(conn_id);
@@ -84,6 +125,10 @@ impl Pairing {
         let stale: Vec<u64> = self.fds.iter().filter(|(_, (_, t))| old(t)).map(|(id, _)| *id).collect();
         for id in stale {
             if let Some((fd, _)) = self.fds.remove(&id) {
+                // Used up, like an id whose frame came: a frame arriving
+                // later is refused at once, and the run of seen ids has no
+                // gap left behind.
+                self.seen.insert(id);
                 expired.fds.push((id, fd));
             }
         }
@@ -127,6 +172,35 @@ impl Pairing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_in_order_take_constant_space() {
+        let mut seen = SeenIds::default();
+        for id in 1..=100_000 {
+            assert!(!seen.contains(id));
+            seen.insert(id);
+        }
+        assert_eq!(seen.scattered(), 0);
+        assert!((1..=100_000).all(|id| seen.contains(id)));
+        assert!(!seen.contains(0) && !seen.contains(100_001));
+    }
+
+    #[test]
+    fn ids_out_of_order_join_the_run_once_the_gap_is_filled() {
+        let mut seen = SeenIds::default();
+        for id in [5, 7, 8, 6, 3, 0, u64::MAX] {
+            seen.insert(id);
+        }
+        assert_eq!(seen.scattered(), 3, "3, 0 and u64::MAX stay outside the run 5..9");
+        for id in [0, 3, 5, 6, 7, 8, u64::MAX] {
+            assert!(seen.contains(id), "{id}");
+        }
+        for id in [1, 2, 4, 9, u64::MAX - 1] {
+            assert!(!seen.contains(id), "{id}");
+        }
+        seen.insert(5);
+        assert_eq!(seen.scattered(), 3, "inserting a seen id changes nothing");
+    }
     use crate::terms::atom;
     use std::os::unix::net::UnixStream;
 
@@ -169,5 +243,10 @@ mod tests {
         assert_eq!(e.fds.len(), 1);
         assert_eq!(e.frames, vec![2]);
         assert_eq!(p.waiting_fds(), 0);
+        // Both ids are used up: a late frame for the expired descriptor and a
+        // late descriptor for the expired frame are refused at once.
+        assert!(matches!(p.offer_frame(1, atom("late"), t + PAIRING_TIMEOUT), Offer::Duplicate(None)));
+        assert!(matches!(p.offer_fd(2, fd(), t + PAIRING_TIMEOUT), Offer::Duplicate(Some(_))));
+        assert!(p.is_empty());
     }
 }
