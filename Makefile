@@ -3,7 +3,9 @@
 #   make run     build everything, then serve the example on PORT (default 8080)
 #   make test    build everything, then run every linter and test suite
 #
-# Other targets: deps, port, build, lint, test-python, example-recording, clean.
+# Other targets: deps, port, build, lint, test-python, example-recording, clean,
+# soak (docs/soak.md), fuzz and fuzz-quick (docs/fuzzing.md), bench and
+# bench-quick (docs/performance.md).
 # Every recipe line is its own step; the first one that fails stops the run.
 
 SHELL := bash
