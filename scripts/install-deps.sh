@@ -17,18 +17,9 @@ PYTHON=${PYTHON:-python3}
 REQUIREMENTS=requirements-dev.txt
 APT_PACKAGES=(erlang-nox erlang-dev rebar3 erlang-common-test erlang-eunit erlang-dialyzer)
 
-say() { printf 'install-deps: %s\n' "$*"; }
-die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
-
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root (or sudo) to run: $*"
-    fi
-}
+INSTALLER=install-deps
+# shellcheck source=scripts/install-common.sh
+. scripts/install-common.sh
 
 # --- Erlang/OTP and rebar3 --------------------------------------------------
 
@@ -75,52 +66,6 @@ say "cargo present: $(cargo --version)"
 
 # --- Python tools --------------------------------------------------------------
 
-command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
-
-# Prints the requirements of requirements-dev.txt that the interpreter lacks,
-# or has at another version; prints nothing when all are satisfied.
-unsatisfied() {
-    "$PYTHON" - "$REQUIREMENTS" <<'PY'
-import sys
-from importlib.metadata import PackageNotFoundError, version
-
-for line in open(sys.argv[1], encoding="utf-8"):
-    line = line.split("#", 1)[0].strip()
-    if not line:
-        continue
-    name, _, wanted = line.partition("==")
-    try:
-        have = version(name.strip())
-    except PackageNotFoundError:
-        have = None
-    if have is None or (wanted and have != wanted.strip()):
-        print(line)
-PY
-}
-
-todo=$(unsatisfied)
-if [ -n "$todo" ]; then
-    say "installing into $("$PYTHON" -c 'import sys; print(sys.executable)'):" $todo
-    if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
-        say "$PYTHON has no pip: installing python3-pip"
-        as_root apt-get update
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y python3-pip
-    fi
-    pip_args=(install --disable-pip-version-check -r "$REQUIREMENTS")
-    # A Debian-managed interpreter refuses pip installs unless told otherwise.
-    stdlib=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')
-    if [ -f "$stdlib/EXTERNALLY-MANAGED" ]; then
-        pip_args+=(--break-system-packages)
-    fi
-    if [ "$(id -u)" -ne 0 ] && [ ! -w "$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" ]; then
-        pip_args+=(--user)
-    fi
-    "$PYTHON" -m pip "${pip_args[@]}"
-    todo=$(unsatisfied)
-    [ -z "$todo" ] || die "still unsatisfied after pip install: $todo"
-    say "Python tools installed"
-else
-    say "Python tools already present: $(grep -v '^#' "$REQUIREMENTS" | paste -sd ' ' -)"
-fi
+install_requirements "$REQUIREMENTS"
 
 say "done"

@@ -8,16 +8,17 @@ set -euo pipefail
 
 CARGO_FUZZ_VERSION=0.13.2
 
-say() { printf 'install-fuzz-deps: %s\n' "$*"; }
-die() { printf 'install-fuzz-deps: error: %s\n' "$*" >&2; exit 1; }
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+INSTALLER=install-fuzz-deps
+# shellcheck source=scripts/install-common.sh
+. scripts/install-common.sh
 
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain first"
 
 if ! command -v c++ >/dev/null 2>&1; then
     say "no C++ compiler: installing g++"
-    if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
-    "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y g++
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y g++
 fi
 
 have=$(cargo fuzz --version 2>/dev/null | awk '{print $2}' || true)

@@ -117,20 +117,6 @@ def write_ready_calls(fd):
     return reactor.get_protocol(fd).write_ready_calls
 "#;
 
-/// CPU time (user + system, all threads) of a process.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/<pid>/stat");
-    // Fields after the command name, which is in parentheses and may hold
-    // spaces: state is field 3, utime 14 and stime 15 (man 5 proc).
-    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
-    assert!(hz > 0, "sysconf(_SC_CLK_TCK) failed");
-    Duration::from_secs_f64(ticks as f64 / hz as f64)
-}
-
 /// Resident set size of a process, in bytes.
 fn rss(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");

@@ -1420,3 +1420,17 @@ pub fn echo_roundtrip(s: &mut (impl Read + Write), msg: &[u8]) {
     let got = read_n(s, msg.len());
     assert_eq!(got, msg, "echo returned different bytes");
 }
+
+/// CPU time (user + system, all threads) of a process.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/<pid>/stat");
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is field 3, utime 14 and stime 15 (man 5 proc).
+    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    assert!(hz > 0, "sysconf(_SC_CLK_TCK) failed");
+    Duration::from_secs_f64(ticks as f64 / hz as f64)
+}
