@@ -53,18 +53,24 @@ port:
 build: deps port
 	$(REBAR3) compile
 
-## test: every linter and test suite, Rust, Python and Erlang
+## test: every linter and test suite, Rust, Python and Erlang. Each suite
+## runs under SUITE_TIMEOUT seconds (default 900, a few times its usual
+## length): a test that hangs fails the run with its name on screen instead
+## of holding it until an outer limit cuts it off without a word.
+SUITE_TIMEOUT ?= 900
+WITHIN_LIMIT = timeout --kill-after=30 $(SUITE_TIMEOUT)
 test: build
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path bench/native/Cargo.toml --all-targets -- -D warnings
-	$(CARGO) test
+	$(CARGO) test --no-run
+	$(WITHIN_LIMIT) $(CARGO) test
 	$(MAKE) --no-print-directory fuzz-quick
 	$(PYTHON) -m ruff check $(PYTHON_SOURCES)
-	$(PORT_BIN) python -m pytest -q test/python
+	$(WITHIN_LIMIT) $(PORT_BIN) python -m pytest -q test/python
 	$(REBAR3) xref
 	$(REBAR3) dialyzer
-	$(REBAR3) eunit
-	$(REBAR3) ct
+	$(WITHIN_LIMIT) $(REBAR3) eunit
+	$(WITHIN_LIMIT) $(REBAR3) ct
 
 ## lint: the static checks of `make test` (clippy, ruff, xref, dialyzer)
 lint: deps

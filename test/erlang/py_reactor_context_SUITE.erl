@@ -8,6 +8,11 @@
                               echo/2, echo/3, recv_closed/1, port_os_pids/0,
                               os_pid_alive/1, wait_until/2, log_events/0]).
 
+%% A case that hangs fails on its own, with its name, long before the run's
+%% outer limit; the slowest case takes well under a minute.
+suite() ->
+    [{timetrap, {minutes, 5}}].
+
 all() ->
     [start_stop,
      modes,

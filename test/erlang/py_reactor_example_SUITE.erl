@@ -7,6 +7,11 @@
 
 -import(py_reactor_test_lib, [connect/1, echo/2, recv_all/1, wait_until/2]).
 
+%% A case that hangs fails on its own, with its name, long before the run's
+%% outer limit; the slowest case takes well under a minute.
+suite() ->
+    [{timetrap, {minutes, 5}}].
+
 all() ->
     [http_example, echo_example, main_prints_curl_line].
 

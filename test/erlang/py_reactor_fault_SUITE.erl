@@ -25,6 +25,11 @@
 -define(HANDOFF_PROCS, 50).
 -define(HANDOFF_LIMIT, 10).
 
+%% A case that hangs fails on its own, with its name, long before the run's
+%% outer limit; the slowest case takes well under a minute.
+suite() ->
+    [{timetrap, {minutes, 5}}].
+
 all() ->
     [vm_sigkill_closes_port_and_peers,
      port_killed_100_times,

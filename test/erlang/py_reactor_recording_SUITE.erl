@@ -17,6 +17,11 @@
 -import(py_reactor_test_lib, [active/1, expect_exit/2, listen/0, conn_pair/1, echo/2, echo/3, recv_closed/1,
                               recv_all/1, port_of/1, wait_until/2]).
 
+%% A case that hangs fails on its own, with its name, long before the run's
+%% outer limit; the slowest case takes well under a minute.
+suite() ->
+    [{timetrap, {minutes, 5}}].
+
 all() ->
     [echo_session,
      http_keep_alive_session,

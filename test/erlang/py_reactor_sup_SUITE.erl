@@ -7,6 +7,11 @@
 -import(py_reactor_test_lib, [ctx_opts/1, ctx_opts/2, listen/0, conn_pair/1, echo/2, echo/3,
                               recv_closed/1, os_pid_alive/1, wait_until/2]).
 
+%% A case that hangs fails on its own, with its name, long before the run's
+%% outer limit; the slowest case takes well under a minute.
+suite() ->
+    [{timetrap, {minutes, 5}}].
+
 all() ->
     [application_start_stop,
      start_context_failure,

@@ -93,7 +93,7 @@ fn connected_udp_pair() {
 #[test]
 fn pipe_read_end() {
     let mut p = Port::start_std(ANY);
-    let (r, w) = nix::unistd::pipe().unwrap();
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     let id = conn_id();
     p.handoff(id, r.as_raw_fd(), kind("pipe"));
     drop(r);

@@ -462,15 +462,26 @@ impl Stranger {
             nix::unistd::geteuid().is_root(),
             "this test runs as root, to become nobody"
         );
-        let (go_rd, go_wr) = nix::unistd::pipe().unwrap();
-        let (say_rd, say_wr) = nix::unistd::pipe().unwrap();
+        // Close-on-exec, so that ports started meanwhile by other tests do
+        // not hold the child's input open.
+        let (go_rd, go_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (say_rd, say_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         // SAFETY: the child makes only raw system calls on its stack (no
         // allocation, no locks) and ends with `_exit`.
         match unsafe { nix::unistd::fork() }.expect("fork") {
             nix::unistd::ForkResult::Child => unsafe {
-                let (input, out) = (go_rd.as_raw_fd(), say_wr.as_raw_fd());
-                libc::close(go_wr.as_raw_fd());
-                libc::close(say_rd.as_raw_fd());
+                // The child keeps its two pipe ends as 0 and 1 and nothing
+                // else. It was forked from a process whose other test threads
+                // hold pipes and sockets (another stranger's input among
+                // them); a copy kept here would keep them open, and two
+                // strangers each holding the other's input never see EOF.
+                let (input, out) = (0, 1);
+                if libc::dup2(go_rd.as_raw_fd(), input) != input
+                    || libc::dup2(say_wr.as_raw_fd(), out) != out
+                    || libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0
+                {
+                    libc::_exit(3);
+                }
                 let say = |b: &[u8]| {
                     libc::write(out, b.as_ptr().cast(), b.len());
                 };
@@ -547,9 +558,9 @@ impl Stranger {
 
 impl Drop for Stranger {
     fn drop(&mut self) {
-        // Closing its input ends the child.
-        let (rd, _) = nix::unistd::pipe().unwrap();
-        drop(std::mem::replace(&mut self.to_child, fs::File::from(rd)));
+        // Killed rather than asked: the wait below must not depend on who
+        // else still holds the child's input.
+        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(self.pid, None);
     }
 }
