@@ -166,18 +166,10 @@ fn text_of(term: &Term) -> Option<String> {
     as_bytes(term).and_then(|b| String::from_utf8(b.to_vec()).ok())
 }
 
-/// A short rendering of a term for error messages.
+/// A short rendering of a term for error messages: at most 200 bytes of its
+/// Erlang syntax, whatever the size of the term.
 pub fn brief(term: &Term) -> String {
-    let mut s = terms::erlang_syntax(term);
-    if s.len() > 200 {
-        let mut cut = 200;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
+    terms::erlang_syntax_brief(term, 200)
 }
 
 /// A Python exception, as the VM sees it.

@@ -360,112 +360,217 @@ pub fn as_bytes(term: &Term) -> Option<&[u8]> {
 /// A term written as Erlang would print it (`~p` style, on one line):
 /// atoms quoted only when they must be, printable binaries as `<<"text">>`.
 pub fn erlang_syntax(term: &Term) -> String {
-    let mut out = String::new();
-    write_term(&mut out, term);
-    out
+    let mut w = Writer { out: String::new(), limit: usize::MAX };
+    w.term(term);
+    w.out
 }
 
-fn write_term(out: &mut String, term: &Term) {
-    use std::fmt::Write;
-    let join = |out: &mut String, items: &[Term]| {
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            write_term(out, item);
+/// The first `limit` bytes (at a character boundary) of
+/// [`erlang_syntax`]`(term)`, followed by `...` when it was longer, for error
+/// messages about terms the VM should not have sent.
+///
+/// The work stops once `limit` is reached: a 16 MiB binary or a list of a
+/// million elements costs what the shown part costs, not the rendering of
+/// the whole term. Maps are printed with their keys sorted, as Erlang does,
+/// which needs every entry; one too large to show in `limit` bytes anyway is
+/// summarised by its size instead.
+pub fn erlang_syntax_brief(term: &Term, limit: usize) -> String {
+    let mut w = Writer { out: String::new(), limit };
+    w.term(term);
+    let mut s = w.out;
+    if s.len() > limit {
+        let mut cut = limit;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
         }
-    };
-    match term {
-        Term::Atom(a) => write_atom(out, &a.name),
-        Term::Binary(b) => write_binary(out, &b.bytes),
-        Term::ByteList(b) => match std::str::from_utf8(&b.bytes) {
-            Ok(text) if text.chars().all(|c| !c.is_control() || c == '\n' || c == '\t') => {
-                let _ = write!(out, "{text:?}");
-            }
-            _ => {
-                out.push('[');
-                let items: Vec<String> = b.bytes.iter().map(u8::to_string).collect();
-                out.push_str(&items.join(","));
-                out.push(']');
-            }
-        },
-        Term::List(l) => {
-            out.push('[');
-            join(out, &l.elements);
-            out.push(']');
-        }
-        Term::ImproperList(l) => {
-            out.push('[');
-            join(out, &l.elements);
-            out.push('|');
-            write_term(out, &l.last);
-            out.push(']');
-        }
-        Term::Tuple(t) => {
-            out.push('{');
-            join(out, &t.elements);
-            out.push('}');
-        }
-        Term::Map(m) => {
-            let mut entries: Vec<(String, String)> =
-                m.map.iter().map(|(k, v)| (erlang_syntax(k), erlang_syntax(v))).collect();
-            entries.sort();
-            out.push_str("#{");
-            let shown: Vec<String> = entries.into_iter().map(|(k, v)| format!("{k} => {v}")).collect();
-            out.push_str(&shown.join(","));
-            out.push('}');
-        }
-        Term::Pid(p) => {
-            let _ = write!(out, "<{}.{}.{}>", p.node.name, p.id, p.serial);
-        }
-        Term::Reference(r) => {
-            let ids: Vec<String> = r.id.iter().map(u32::to_string).collect();
-            let _ = write!(out, "#Ref<{}.{}>", r.node.name, ids.join("."));
-        }
-        other => {
-            let _ = write!(out, "{other}");
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+/// Writes terms in Erlang syntax until `out` holds more than `limit` bytes;
+/// past that every write is skipped.
+struct Writer {
+    out: String,
+    limit: usize,
+}
+
+impl Writer {
+    fn full(&self) -> bool {
+        self.out.len() > self.limit
+    }
+
+    fn push(&mut self, c: char) {
+        if !self.full() {
+            self.out.push(c);
         }
     }
-}
 
-fn write_atom(out: &mut String, name: &str) {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@');
-    if plain {
-        out.push_str(name);
-    } else {
-        out.push('\'');
+    fn push_str(&mut self, s: &str) {
+        if !self.full() {
+            self.out.push_str(s);
+        }
+    }
+
+    fn display(&mut self, value: impl std::fmt::Display) {
+        use std::fmt::Write;
+        if !self.full() {
+            let _ = write!(self.out, "{value}");
+        }
+    }
+
+    fn items(&mut self, items: &[Term]) {
+        for (i, item) in items.iter().enumerate() {
+            if self.full() {
+                return;
+            }
+            if i > 0 {
+                self.push(',');
+            }
+            self.term(item);
+        }
+    }
+
+    fn byte_values(&mut self, bytes: &[u8]) {
+        for (i, byte) in bytes.iter().enumerate() {
+            if self.full() {
+                return;
+            }
+            if i > 0 {
+                self.push(',');
+            }
+            self.display(byte);
+        }
+    }
+
+    fn term(&mut self, term: &Term) {
+        if self.full() {
+            return;
+        }
+        match term {
+            Term::Atom(a) => self.atom(&a.name),
+            Term::Binary(b) => self.binary(&b.bytes),
+            Term::ByteList(b) => match std::str::from_utf8(&b.bytes) {
+                Ok(text) if text.chars().all(|c| !c.is_control() || c == '\n' || c == '\t') => {
+                    self.push('"');
+                    for c in text.chars() {
+                        if self.full() {
+                            return;
+                        }
+                        // Rust's escapes, which match Erlang's for the
+                        // characters allowed here; a quote needs none.
+                        if c == '\'' {
+                            self.push(c);
+                        } else {
+                            self.display(c.escape_debug());
+                        }
+                    }
+                    self.push('"');
+                }
+                _ => {
+                    self.push('[');
+                    self.byte_values(&b.bytes);
+                    self.push(']');
+                }
+            },
+            Term::List(l) => {
+                self.push('[');
+                self.items(&l.elements);
+                self.push(']');
+            }
+            Term::ImproperList(l) => {
+                self.push('[');
+                self.items(&l.elements);
+                self.push('|');
+                self.term(&l.last);
+                self.push(']');
+            }
+            Term::Tuple(t) => {
+                self.push('{');
+                self.items(&t.elements);
+                self.push('}');
+            }
+            Term::Map(m) => self.map(&m.map),
+            Term::Pid(p) => self.display(format_args!("<{}.{}.{}>", p.node.name, p.id, p.serial)),
+            Term::Reference(r) => {
+                let ids: Vec<String> = r.id.iter().map(u32::to_string).collect();
+                self.display(format_args!("#Ref<{}.{}>", r.node.name, ids.join(".")));
+            }
+            other => self.display(other),
+        }
+    }
+
+    fn map(&mut self, map: &std::collections::HashMap<Term, Term>) {
+        // The shortest entry, `k => v`, takes 6 bytes: past that count (and
+        // a small floor) most entries could not be shown anyway.
+        if self.limit != usize::MAX && map.len() > (self.limit / 6).max(64) {
+            self.display(format_args!("#{{...{} entries...}}", map.len()));
+            return;
+        }
+        let render = |t: &Term| {
+            let mut w = Writer { out: String::new(), limit: self.limit };
+            w.term(t);
+            w.out
+        };
+        let mut entries: Vec<(String, String)> = map.iter().map(|(k, v)| (render(k), render(v))).collect();
+        entries.sort();
+        self.push_str("#{");
+        for (i, (k, v)) in entries.iter().enumerate() {
+            if self.full() {
+                return;
+            }
+            if i > 0 {
+                self.push(',');
+            }
+            self.push_str(k);
+            self.push_str(" => ");
+            self.push_str(v);
+        }
+        self.push('}');
+    }
+
+    fn atom(&mut self, name: &str) {
+        let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@');
+        if plain {
+            self.push_str(name);
+            return;
+        }
+        self.push('\'');
         for c in name.chars() {
             if c == '\'' || c == '\\' {
-                out.push('\\');
+                self.push('\\');
             }
-            out.push(c);
+            self.push(c);
         }
-        out.push('\'');
+        self.push('\'');
     }
-}
 
-fn write_binary(out: &mut String, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(text) if text.chars().all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t')) => {
-            out.push_str("<<\"");
-            for c in text.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c => out.push(c),
+    fn binary(&mut self, bytes: &[u8]) {
+        match std::str::from_utf8(bytes) {
+            Ok(text) if text.chars().all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t')) => {
+                self.push_str("<<\"");
+                for c in text.chars() {
+                    if self.full() {
+                        return;
+                    }
+                    match c {
+                        '"' => self.push_str("\\\""),
+                        '\\' => self.push_str("\\\\"),
+                        '\n' => self.push_str("\\n"),
+                        '\r' => self.push_str("\\r"),
+                        '\t' => self.push_str("\\t"),
+                        c => self.push(c),
+                    }
                 }
+                self.push_str("\">>");
             }
-            out.push_str("\">>");
-        }
-        _ => {
-            let items: Vec<String> = bytes.iter().map(u8::to_string).collect();
-            out.push_str("<<");
-            out.push_str(&items.join(","));
-            out.push_str(">>");
+            _ => {
+                self.push_str("<<");
+                self.byte_values(bytes);
+                self.push_str(">>");
+            }
         }
     }
 }
@@ -488,6 +593,50 @@ mod tests {
             erlang_syntax(&t),
             r#"{closed,7,'Hello world',<<"GET / HTTP/1.1\r\n">>,<<0,255>>,#{a => [],b => 2}}"#
         );
+    }
+
+    /// What `erlang_syntax_brief` must give: the full rendering cut at
+    /// `limit` bytes (on a character boundary), marked when cut.
+    fn cut(full: &str, limit: usize) -> String {
+        if full.len() <= limit {
+            return full.to_string();
+        }
+        let mut end = limit;
+        while !full.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &full[..end])
+    }
+
+    #[test]
+    fn brief_rendering_is_a_prefix_of_the_full_one() {
+        let terms = [
+            binary(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+            binary((0..=255u8).collect::<Vec<u8>>()),
+            Term::from(eetf::ByteList::from(b"it's \"quoted\"\n".to_vec())),
+            list((0..100).map(integer).collect()),
+            tuple(vec![atom("Hello world"), atom("o'k"), list(vec![tuple(vec![integer(1), binary(vec![0; 40])])])]),
+            atom_map(vec![("b", integer(2)), ("a", list(vec![binary("é".repeat(30).into_bytes())]))]),
+            Term::from(eetf::ImproperList::from((vec![integer(1), integer(2)], atom("tail")))),
+            binary("ééééé".repeat(50).into_bytes()),
+        ];
+        for t in &terms {
+            let full = erlang_syntax(t);
+            for limit in [0, 1, 2, 5, 17, 64, 199, 200, 1000] {
+                assert_eq!(erlang_syntax_brief(t, limit), cut(&full, limit), "limit {limit} of {full}");
+            }
+        }
+    }
+
+    #[test]
+    fn brief_rendering_of_huge_terms_is_short() {
+        let big = binary(vec![b'a'; 16 << 20]);
+        assert_eq!(erlang_syntax_brief(&big, 10), "<<\"aaaaaaa...");
+        let long = list((0..1_000_000).map(|i| integer(i % 10)).collect());
+        assert_eq!(erlang_syntax_brief(&long, 12), "[0,1,2,3,4,5...");
+        let wide = Term::from(Map::from((0..100).map(|i| (integer(i), integer(i))).collect::<std::collections::HashMap<_, _>>()));
+        assert_eq!(erlang_syntax_brief(&wide, 200), "#{...100 entries...}");
+        assert!(erlang_syntax(&wide).starts_with("#{0 => 0,1 => 1,10 => 10,"));
     }
 
     fn enc(t: &Term) -> Vec<u8> {
