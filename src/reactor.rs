@@ -528,7 +528,7 @@ impl Reactor {
                 }
                 let Some(conn) = self.connection(fd) else { return };
                 let result = match &self.bridge {
-                    Some(bridge) => bridge.data_received(py, &conn.protocol, data),
+                    Some(bridge) => bridge.data_received(py, fd, &conn.protocol, data),
                     None => return,
                 };
                 self.apply(py, fd, Interest::READ, result);
@@ -541,7 +541,7 @@ impl Reactor {
     fn on_writable(&mut self, py: Python<'_>, fd: RawFd) {
         let Some(conn) = self.connection(fd) else { return };
         let result = match &self.bridge {
-            Some(bridge) => bridge.write_ready(py, &conn.protocol),
+            Some(bridge) => bridge.write_ready(py, fd, &conn.protocol),
             None => return,
         };
         self.apply(py, fd, Interest::WRITE, result);
@@ -571,6 +571,9 @@ impl Reactor {
     }
 
     fn callback_failed(&mut self, error: CallbackError) -> CloseReason {
+        if let CallbackError::WriteFailed(errno) = error {
+            return CloseReason::Io(errno);
+        }
         self.counters.python_errors += 1;
         match error {
             CallbackError::Python(e) => {
@@ -578,6 +581,7 @@ impl Reactor {
                 CloseReason::Python(e)
             }
             CallbackError::BadAction(text) => CloseReason::BadAction(text),
+            CallbackError::WriteFailed(errno) => CloseReason::Io(errno),
             CallbackError::BadClientInfo(text) => CloseReason::Python(PythonError {
                 kind: "TypeError".into(),
                 message: format!("client_info cannot be converted: {text}"),

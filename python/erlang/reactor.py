@@ -194,7 +194,9 @@ class Protocol:
         ``len(data)``, and ``0`` when the socket would block.  Raises
         ``OSError`` on any other error (a reset or closed peer, say), and with
         ``EBADF`` once the connection is closed: its descriptor number may
-        already belong to another connection.  The port counts the bytes in
+        already belong to another connection.  A callback that lets this
+        ``OSError`` through closes its connection as ``{error, Errno}``, like
+        a failed read, not as a Python error.  The port counts the bytes in
         its statistics.
         """
         if self.closed or self.fd < 0:

@@ -21,6 +21,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::message::{PythonError, RequestFailure, SetupOptions};
 use buffer::ReactorBuffer;
+use native::Shared;
 use convert::{py_to_term, term_to_py};
 
 /// Why the interpreter could not start.
@@ -244,6 +245,10 @@ pub enum CallbackError {
     Python(PythonError),
     BadAction(String),
     BadClientInfo(String),
+    /// The callback let through the `OSError` of a failed `write` to its own
+    /// connection (the peer reset it, say): an I/O error, not a fault of the
+    /// protocol.
+    WriteFailed(nix::errno::Errno),
 }
 
 /// The `erlang.reactor` entry points the loop calls, looked up once.
@@ -272,26 +277,34 @@ impl Bridge {
         })
     }
 
-    /// Creates the protocol for a new connection (factory, then
+    /// Creates the protocol for a new connection on `fd` (factory, then
     /// `connection_made`).
     pub fn init_connection(&self, py: Python<'_>, fd: RawFd, client_info: &Term) -> Result<Py<PyAny>, CallbackError> {
         let info = term_to_py(py, client_info).map_err(|e| CallbackError::BadClientInfo(e.to_string()))?;
-        self.init_connection
-            .call1(py, (fd, info))
-            .map_err(|e| CallbackError::Python(python_error(py, e)))
+        before_callback();
+        self.init_connection.call1(py, (fd, info)).map_err(|e| callback_error(py, fd, e))
     }
 
-    /// `protocol.data_received(ReactorBuffer(data))`, with no copy of `data`.
-    pub fn data_received(&self, py: Python<'_>, protocol: &Py<PyAny>, data: Vec<u8>) -> Result<Action, CallbackError> {
+    /// `protocol.data_received(ReactorBuffer(data))` for the connection on
+    /// `fd`, with no copy of `data`.
+    pub fn data_received(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        protocol: &Py<PyAny>,
+        data: Vec<u8>,
+    ) -> Result<Action, CallbackError> {
         let buffer = Bound::new(py, ReactorBuffer::new(data)).map_err(|e| CallbackError::Python(python_error(py, e)))?;
+        before_callback();
         let result = protocol.bind(py).call_method1(self.data_received.bind(py), (buffer,));
-        self.action(py, result)
+        self.action(py, fd, result)
     }
 
-    /// `protocol.write_ready()`.
-    pub fn write_ready(&self, py: Python<'_>, protocol: &Py<PyAny>) -> Result<Action, CallbackError> {
+    /// `protocol.write_ready()` for the connection on `fd`.
+    pub fn write_ready(&self, py: Python<'_>, fd: RawFd, protocol: &Py<PyAny>) -> Result<Action, CallbackError> {
+        before_callback();
         let result = protocol.bind(py).call_method0(self.write_ready.bind(py));
-        self.action(py, result)
+        self.action(py, fd, result)
     }
 
     /// `erlang.reactor.close_connection(fd)`: `connection_lost` and unregistering.
@@ -299,8 +312,8 @@ impl Bridge {
         self.close_connection.call1(py, (fd,)).map(|_| ()).map_err(|e| python_error(py, e))
     }
 
-    fn action(&self, py: Python<'_>, result: PyResult<Bound<'_, PyAny>>) -> Result<Action, CallbackError> {
-        let value = result.map_err(|e| CallbackError::Python(python_error(py, e)))?;
+    fn action(&self, py: Python<'_>, fd: RawFd, result: PyResult<Bound<'_, PyAny>>) -> Result<Action, CallbackError> {
+        let value = result.map_err(|e| callback_error(py, fd, e))?;
         if let Some((_, action)) = self.actions.iter().find(|(name, _)| value.is(name)) {
             return Ok(*action);
         }
@@ -313,6 +326,30 @@ impl Bridge {
             CallbackError::BadAction(shown)
         })
     }
+}
+
+fn before_callback() {
+    if let Some(shared) = Shared::get() {
+        shared.clear_write_failure();
+    }
+}
+
+/// What the exception `err` escaping a callback of the connection on `fd`
+/// means: [`CallbackError::WriteFailed`] when it is the `OSError` of a failed
+/// `write` to `fd` during that callback, a Python error otherwise (a write to
+/// another connection that failed is that protocol's business).
+fn callback_error(py: Python<'_>, fd: RawFd, err: PyErr) -> CallbackError {
+    let failure = Shared::get().and_then(Shared::take_write_failure);
+    if let Some(failure) = failure.filter(|f| f.fd == fd) {
+        let errno = err
+            .is_instance_of::<pyo3::exceptions::PyOSError>(py)
+            .then(|| err.value(py).getattr("errno").and_then(|e| e.extract::<i32>()).ok())
+            .flatten();
+        if errno == Some(failure.errno as i32) {
+            return CallbackError::WriteFailed(failure.errno);
+        }
+    }
+    CallbackError::Python(python_error(py, err))
 }
 
 const ACTION_NAMES: [(&str, Action); 5] = [

@@ -32,7 +32,37 @@ pub struct Shared {
     pub bytes_out: AtomicU64,
     /// Set when `requested` has entries, so the loop need not lock to see.
     write_requested: AtomicBool,
+    /// The last failed `write` during the current callback, as
+    /// [`WriteFailure::packed`], or [`WriteFailure::NONE`].
+    write_failure: AtomicU64,
     wake: Mutex<Wake>,
+}
+
+/// A `write` to a connection that failed with an error other than `EAGAIN`.
+///
+/// The loop uses it to tell a peer that went away (an `OSError` from writing
+/// to the connection's own descriptor, not handled by the protocol) from a
+/// fault of the protocol: the first closes the connection as an I/O error,
+/// like a failed read, the second as a Python error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteFailure {
+    pub fd: RawFd,
+    pub errno: nix::errno::Errno,
+}
+
+impl WriteFailure {
+    const NONE: u64 = u64::MAX;
+
+    fn packed(self) -> u64 {
+        (u64::from(self.fd as u32) << 32) | u64::from(self.errno as i32 as u32)
+    }
+
+    fn unpack(packed: u64) -> Option<WriteFailure> {
+        (packed != Self::NONE).then(|| WriteFailure {
+            fd: (packed >> 32) as u32 as RawFd,
+            errno: nix::errno::Errno::from_raw(packed as u32 as i32),
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +85,7 @@ impl Shared {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             write_requested: AtomicBool::new(false),
+            write_failure: AtomicU64::new(WriteFailure::NONE),
             wake: Mutex::new(Wake::default()),
         })
     }
@@ -63,6 +94,18 @@ impl Shared {
     /// when Python calls in.
     pub fn get() -> Option<&'static Shared> {
         SHARED.get()
+    }
+
+    /// Forgets any earlier write failure: called before each connection
+    /// callback, so that what [`Shared::take_write_failure`] returns happened
+    /// during that callback.
+    pub fn clear_write_failure(&self) {
+        self.write_failure.store(WriteFailure::NONE, Ordering::Relaxed);
+    }
+
+    /// The last write failure since [`Shared::clear_write_failure`], if any.
+    pub fn take_write_failure(&self) -> Option<WriteFailure> {
+        WriteFailure::unpack(self.write_failure.swap(WriteFailure::NONE, Ordering::Relaxed))
     }
 
     /// Lets `signal_write_ready` wake the loop.
@@ -175,7 +218,14 @@ fn write_bytes(fd: RawFd, bytes: &[u8]) -> PyResult<usize> {
     match result {
         Ok(n) => Ok(n),
         Err(nix::errno::Errno::EAGAIN) => Ok(0),
-        Err(e) => Err(PyOSError::new_err((e as i32, e.desc()))),
+        Err(errno) => {
+            if let Some(s) = Shared::get() {
+                s.write_failure.store(WriteFailure { fd, errno }.packed(), Ordering::Relaxed);
+            }
+            // OSError(errno, text) gives the subclass, as os.write would:
+            // ConnectionResetError, BrokenPipeError, ...
+            Err(PyOSError::new_err((errno as i32, errno.desc())))
+        }
     }
 }
 
