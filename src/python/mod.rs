@@ -21,8 +21,8 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::message::{PythonError, RequestFailure, SetupOptions};
 use buffer::ReactorBuffer;
-use native::Shared;
 use convert::{py_to_term, term_to_py};
+use native::Shared;
 
 /// Why the interpreter could not start.
 #[derive(Debug, thiserror::Error)]
