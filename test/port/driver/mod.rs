@@ -1128,6 +1128,12 @@ impl Drop for Port {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // A port killed before a VM connected had no chance to remove its
+        // socket and private directory; leave nothing behind in /tmp.
+        if let Some(dir) = self.socket_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::remove_file(&self.socket_path);
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
