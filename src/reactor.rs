@@ -570,24 +570,24 @@ impl Reactor {
         }
     }
 
+    /// Why a connection whose callback failed is closed; counts and logs the
+    /// protocol's faults (a peer gone while writing is not one).
     fn callback_failed(&mut self, error: CallbackError) -> CloseReason {
-        if let CallbackError::WriteFailed(errno) = error {
-            return CloseReason::Io(errno);
-        }
-        self.counters.python_errors += 1;
-        match error {
+        let reason = match error {
+            CallbackError::WriteFailed(errno) => return CloseReason::Io(errno),
             CallbackError::Python(e) => {
                 self.log(LogLevel::Error, e.traceback.trim_end().to_string());
                 CloseReason::Python(e)
             }
             CallbackError::BadAction(text) => CloseReason::BadAction(text),
-            CallbackError::WriteFailed(errno) => CloseReason::Io(errno),
             CallbackError::BadClientInfo(text) => CloseReason::Python(PythonError {
                 kind: "TypeError".into(),
                 message: format!("client_info cannot be converted: {text}"),
                 traceback: String::new(),
             }),
-        }
+        };
+        self.counters.python_errors += 1;
+        reason
     }
 
     fn select(&mut self, py: Python<'_>, fd: RawFd, interest: Interest) {
