@@ -389,6 +389,11 @@ pub fn erlang_syntax_brief(term: &Term, limit: usize) -> String {
     s
 }
 
+/// Largest integer written out in decimal, which takes time quadratic in its
+/// length; a larger one is shown as `<integer of N bits>`. 2^16 bits are
+/// about 20,000 digits.
+const MAX_WRITTEN_INTEGER_BITS: u64 = 1 << 16;
+
 /// Writes terms in Erlang syntax until `out` holds more than `limit` bytes;
 /// past that every write is skipped.
 struct Writer {
@@ -490,6 +495,9 @@ impl Writer {
                 self.push('{');
                 self.items(&t.elements);
                 self.push('}');
+            }
+            Term::BigInteger(b) if b.value.bits() > MAX_WRITTEN_INTEGER_BITS => {
+                self.display(format_args!("<integer of {} bits>", b.value.bits()));
             }
             Term::Map(m) => self.map(&m.map),
             Term::Pid(p) => self.display(format_args!("<{}.{}.{}>", p.node.name, p.id, p.serial)),
@@ -626,6 +634,27 @@ mod tests {
                 assert_eq!(erlang_syntax_brief(t, limit), cut(&full, limit), "limit {limit} of {full}");
             }
         }
+    }
+
+    /// `LARGE_BIG_EXT` of `n` bytes, all ones.
+    fn big_of_bytes(n: usize) -> Term {
+        let mut bytes = vec![131, 111];
+        bytes.extend_from_slice(&u32::try_from(n).unwrap().to_be_bytes());
+        bytes.push(0);
+        bytes.resize(bytes.len() + n, 0xff);
+        decode(&bytes).unwrap()
+    }
+
+    #[test]
+    fn huge_integers_are_shown_by_size() {
+        // Writing a number in decimal takes time quadratic in its length, and
+        // a 16 MiB frame can hold an integer of 134 million bits.
+        let huge = big_of_bytes(1 << 20);
+        assert_eq!(erlang_syntax_brief(&huge, 200), "<integer of 8388608 bits>");
+        assert_eq!(erlang_syntax(&huge), "<integer of 8388608 bits>");
+        // Up to the limit, integers are written out: 2^1024 - 1.
+        let shown = erlang_syntax(&big_of_bytes(128));
+        assert!(shown.starts_with("179769313486231590772930519078902473361797697894230657273430081157732675805500963132708477322407536021120113879871393357658789768814416622492847430639474124377767893424865485276302219601246094119453082952085005768838150682342462881473913110540827237163350510684586298239947245938479716304835356329624224137215"), "{shown}");
     }
 
     #[test]
