@@ -425,7 +425,8 @@ impl Writer {
         }
     }
 
-    fn items(&mut self, items: &[Term]) {
+    /// Writes `items` separated by commas, stopping once full.
+    fn separated<T>(&mut self, items: &[T], mut write: impl FnMut(&mut Self, &T)) {
         for (i, item) in items.iter().enumerate() {
             if self.full() {
                 return;
@@ -433,20 +434,16 @@ impl Writer {
             if i > 0 {
                 self.push(',');
             }
-            self.term(item);
+            write(self, item);
         }
     }
 
+    fn items(&mut self, items: &[Term]) {
+        self.separated(items, Self::term);
+    }
+
     fn byte_values(&mut self, bytes: &[u8]) {
-        for (i, byte) in bytes.iter().enumerate() {
-            if self.full() {
-                return;
-            }
-            if i > 0 {
-                self.push(',');
-            }
-            self.display(byte);
-        }
+        self.separated(bytes, |w, byte| w.display(byte));
     }
 
     fn term(&mut self, term: &Term) {
@@ -524,17 +521,11 @@ impl Writer {
         let mut entries: Vec<(String, String)> = map.iter().map(|(k, v)| (render(k), render(v))).collect();
         entries.sort();
         self.push_str("#{");
-        for (i, (k, v)) in entries.iter().enumerate() {
-            if self.full() {
-                return;
-            }
-            if i > 0 {
-                self.push(',');
-            }
-            self.push_str(k);
-            self.push_str(" => ");
-            self.push_str(v);
-        }
+        self.separated(&entries, |w, (k, v)| {
+            w.push_str(k);
+            w.push_str(" => ");
+            w.push_str(v);
+        });
         self.push('}');
     }
 
