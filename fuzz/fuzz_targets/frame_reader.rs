@@ -75,13 +75,20 @@ impl Read for Source {
 /// Longest stream built from one input.
 const MAX_STREAM: usize = 1 << 20;
 
+/// The length declared by the 4-byte header at `pos` (the caller checked
+/// that 4 bytes are there).
+fn declared_at(stream: &[u8], pos: usize) -> usize {
+    let header: [u8; 4] = stream[pos..pos + 4].try_into().expect("4 header bytes");
+    u32::from_be_bytes(header) as usize
+}
+
 /// Start and length (header included) of every frame of `stream` that fits
 /// the limit, in order.
 fn frame_spans(stream: &[u8], limit: usize) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();
     let mut pos = 0;
     while stream.len() - pos >= 4 {
-        let declared = u32::from_be_bytes(stream[pos..pos + 4].try_into().unwrap()) as usize;
+        let declared = declared_at(stream, pos);
         let len = (4 + declared).min(stream.len() - pos);
         if declared <= limit {
             spans.push((pos, len));
@@ -96,7 +103,7 @@ fn model(stream: &[u8], limit: usize) -> (Vec<Item>, usize) {
     let mut items = Vec::new();
     let mut pos = 0;
     while stream.len() - pos >= 4 {
-        let declared = u32::from_be_bytes(stream[pos..pos + 4].try_into().unwrap()) as usize;
+        let declared = declared_at(stream, pos);
         if declared > limit {
             items.push(Item::TooLarge(declared));
             // Skipped as it streams past; a cut-short skip leaves nothing.

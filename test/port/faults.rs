@@ -49,15 +49,10 @@ class Faulty(reactor.Protocol):
         if self.mode == "lost":
             raise KeyError("lost boom")
 
-_modes = []
-def _factory():
-    m = _modes.pop(0)
+def make_protocol(m):
     if m == "factory":
         raise RuntimeError("factory boom")
     return Faulty(m)
-reactor.set_protocol_factory(_factory)
-def use(m):
-    _modes.append(m)
 "#;
 
 fn connect(p: &mut Port, mode: &str) -> (std::net::TcpStream, u64) {
@@ -95,7 +90,7 @@ fn python_reason(reason: &Term, ty: &str, msg: &str) -> String {
 }
 
 fn fault_case(mode: &str, send_data: bool, ty: &str, msg: &str, lost_runs: bool, tb_has: &str) {
-    let mut p = Port::start_std(FAULTY);
+    let mut p = Port::start_queued(FAULTY);
     let errors0 = p.stat("python_errors");
     let (mut c, id) = connect(&mut p, mode);
     if send_data {
@@ -122,7 +117,7 @@ fn fault_case(mode: &str, send_data: bool, ty: &str, msg: &str, lost_runs: bool,
 
 #[test]
 fn exception_in_factory() {
-    fault_case("factory", false, "RuntimeError", "factory boom", false, "_factory");
+    fault_case("factory", false, "RuntimeError", "factory boom", false, "make_protocol");
 }
 
 #[test]
@@ -142,7 +137,7 @@ fn exception_in_write_ready() {
 
 #[test]
 fn exception_in_connection_lost() {
-    let mut p = Port::start_std(FAULTY);
+    let mut p = Port::start_queued(FAULTY);
     let errors0 = p.stat("python_errors");
     let (mut c, id) = connect(&mut p, "lost");
     c.write_all(b"x").unwrap();
@@ -163,7 +158,7 @@ fn exception_in_connection_lost() {
 }
 
 fn bad_action_case(mode: &str, shown: &str) {
-    let mut p = Port::start_std(FAULTY);
+    let mut p = Port::start_queued(FAULTY);
     let (mut c, id) = connect(&mut p, mode);
     c.write_all(b"x").unwrap();
     let reason = p.wait_closed(id);
@@ -200,7 +195,7 @@ fn bad_action_bytes() {
 
 #[test]
 fn faults_on_one_connection_leave_others_alone() {
-    let mut p = Port::start_std(FAULTY);
+    let mut p = Port::start_queued(FAULTY);
     let (mut good, gid) = connect(&mut p, "ok");
     echo_roundtrip(&mut good, b"before");
     let base = p.fd_count();

@@ -107,12 +107,8 @@ class Echo(reactor.Protocol):
         return "write_pending"
 
 _kinds = {"source": SlowReaderSource, "echo": Echo}
-_next = []
-def _factory():
-    return _kinds[_next.pop(0)]()
-reactor.set_protocol_factory(_factory)
-def use(kind):
-    _next.append(kind)
+def make_protocol(kind):
+    return _kinds[kind]()
 def write_ready_calls(fd):
     return reactor.get_protocol(fd).write_ready_calls
 "#;
@@ -176,7 +172,7 @@ fn read_counters(c: &mut TcpStream) -> usize {
 
 #[test]
 fn slow_reader_blocks_the_port_without_spinning_or_growing() {
-    let mut p = Port::start_std(PROTOS);
+    let mut p = Port::start_queued(PROTOS);
     let pid = p.os_pid();
 
     // Baseline: an echo connection served once, so the interpreter has run

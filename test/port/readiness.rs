@@ -63,12 +63,8 @@ class WriteLoop(reactor.Protocol):
         return "continue" if self.calls % 5 else "read_pending"
 
 _kinds = {"collect": Collect, "async": Async, "writeloop": WriteLoop}
-_next = []
-def _factory():
-    return _kinds[_next.pop(0)]()
-reactor.set_protocol_factory(_factory)
-def use(kind):
-    _next.append(kind)
+def make_protocol(kind):
+    return _kinds[kind]()
 "#;
 
 fn info(extra: Vec<(&str, Term)>) -> Term {
@@ -104,7 +100,7 @@ fn chunk_payload(r: &[Term]) -> Vec<u8> {
 
 #[test]
 fn continue_and_read_pending_keep_delivering_data() {
-    let mut p = Port::start_std(PROTOS);
+    let mut p = Port::start_queued(PROTOS);
     for action in ["continue", "read_pending"] {
         let (mut c, id) = handoff_kind(&mut p, "collect", info(vec![("action", bin(action))]));
         for i in 0..5 {
@@ -121,7 +117,7 @@ fn continue_and_read_pending_keep_delivering_data() {
 
 #[test]
 fn async_pending_waits_for_signal_write_ready() {
-    let mut p = Port::start_std(PROTOS);
+    let mut p = Port::start_queued(PROTOS);
     let (mut c, id) = handoff_kind(&mut p, "async", info(vec![]));
     let t0 = Instant::now();
     c.write_all(b"one").unwrap();
@@ -159,7 +155,7 @@ fn async_pending_waits_for_signal_write_ready() {
 
 #[test]
 fn async_pending_without_signal_never_gets_write_ready() {
-    let mut p = Port::start_std(PROTOS);
+    let mut p = Port::start_queued(PROTOS);
     let (mut c, id) = handoff_kind(&mut p, "async", info(vec![("signal", atom("false"))]));
     c.write_all(b"x").unwrap();
     p.wait_report("async_data");
@@ -180,7 +176,7 @@ fn async_pending_without_signal_never_gets_write_ready() {
 
 #[test]
 fn write_pending_gets_write_ready_and_continue_rearms_write() {
-    let mut p = Port::start_std(PROTOS);
+    let mut p = Port::start_queued(PROTOS);
     let (mut c, id) = handoff_kind(&mut p, "writeloop", info(vec![]));
     c.write_all(b"go").unwrap();
     for i in 1..=5 {

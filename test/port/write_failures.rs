@@ -50,12 +50,8 @@ class Writer(reactor.Protocol):
     def connection_lost(self):
         report("lost", self.mode)
 
-_modes = []
-def _factory():
-    return Writer(_modes.pop(0))
-reactor.set_protocol_factory(_factory)
-def use(m):
-    _modes.append(m)
+def make_protocol(mode):
+    return Writer(mode)
 "#;
 
 fn connect(p: &mut Port, mode: &str) -> (UnixStream, u64) {
@@ -75,7 +71,7 @@ fn is_log(t: &Term) -> bool {
 /// `connection_lost` runs, nothing is logged or counted, the next
 /// connection is served.
 fn own_write_fails(mode: &str) {
-    let mut p = Port::start_std(WRITERS);
+    let mut p = Port::start_queued(WRITERS);
     let (mut c, id) = connect(&mut p, mode);
     c.shutdown(Shutdown::Read).unwrap();
     c.write_all(b"request").unwrap();
@@ -112,7 +108,7 @@ fn a_failed_write_in_write_ready_closes_as_an_io_error() {
 /// its own: that is a Python error, with its traceback.
 #[test]
 fn another_exception_raised_from_a_write_failure_is_a_python_error() {
-    let mut p = Port::start_std(WRITERS);
+    let mut p = Port::start_queued(WRITERS);
     let (mut c, id) = connect(&mut p, "wrap");
     c.shutdown(Shutdown::Read).unwrap();
     c.write_all(b"request").unwrap();
@@ -131,7 +127,7 @@ fn another_exception_raised_from_a_write_failure_is_a_python_error() {
 /// and the connection written to is left to its own events.
 #[test]
 fn a_failed_write_to_another_connection_is_a_python_error() {
-    let mut p = Port::start_std(WRITERS);
+    let mut p = Port::start_queued(WRITERS);
     let (held, held_id) = connect(&mut p, "held");
     held.shutdown(Shutdown::Read).unwrap();
     let (mut c, id) = connect(&mut p, "broadcast");

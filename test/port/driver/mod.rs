@@ -396,6 +396,19 @@ def report(*args):
     _t_erlang.send(_t_vm_pid, args)
 "#;
 
+/// Setup code, appended by [`Port::start_queued`], that gives each handoff
+/// the protocol `make_protocol(name)` (defined by the test's own code), with
+/// the names queued beforehand by `__main__.use(name)`, one per handoff.
+pub const QUEUED_PROTOCOLS: &str = r#"
+import erlang.reactor as _t_reactor
+_t_queued = []
+def use(name):
+    _t_queued.append(name)
+def _t_next_protocol():
+    return make_protocol(_t_queued.pop(0))
+_t_reactor.set_protocol_factory(_t_next_protocol)
+"#;
+
 /// The fake pid that plays the VM-side process receiving `erlang.send`.
 pub fn vm_pid_term() -> Term {
     pid(4242, 7, 3)
@@ -600,6 +613,11 @@ impl Port {
         let mut p = Port::start();
         p.setup_std(code, vec![]);
         p
+    }
+
+    /// [`Port::start_std`] with [`QUEUED_PROTOCOLS`] after `code`.
+    pub fn start_queued(code: &str) -> Port {
+        Port::start_std(&format!("{code}\n{QUEUED_PROTOCOLS}"))
     }
 
     pub fn setup_std(&mut self, code: &str, extra: Vec<(&str, Term)>) {
