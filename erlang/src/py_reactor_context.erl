@@ -92,6 +92,7 @@
 -export([handoff/2, handoff/3, handoff_socket/3]).
 -export([stats/1, stats/2, stop/1]).
 -export([exec/2, exec/3, eval/2, eval/3, call/4, call/5]).
+-export([listen/3, listen_control/2]).
 
 %% proc_lib.
 -export([init/4]).
@@ -128,7 +129,8 @@
                   port_executable => file:filename_all(),
                   env => [{string(), string() | false}],
                   record => file:filename_all(),
-                  record_bytes => boolean()}.
+                  record_bytes => boolean(),
+                  listener => py_reactor_server:slot()}.
 
 -type server() :: pid() | atom().
 %% A context: its pid or its registered name.
@@ -177,7 +179,10 @@
     conns = #{} :: #{pos_integer() => true},
     total = 0 :: non_neg_integer(),
     refused = 0 :: non_neg_integer(),
-    requests = #{} :: #{pos_integer() => {request_kind(), gen_server:from()}}
+    requests = #{} :: #{pos_integer() => {request_kind(), gen_server:from()}},
+    %% The slot of the py_reactor listener this context serves, if any: its
+    %% open connections are counted there too.
+    listener :: py_reactor_server:slot() | undefined
 }).
 
 -type state() :: #state{}.
@@ -397,6 +402,23 @@ call(Ctx, Module, Function, Args) ->
 call(Ctx, Module, Function, Args, Timeout) when is_list(Args) ->
     request(Ctx, call, [to_binary(Module), to_binary(Function), Args], Timeout).
 
+%% @doc Gives the port a duplicate of the listening socket `Fd' to accept
+%% on itself (a listener's `accept => port'; see `docs/protocol.md',
+%% `listen'). `Opts': `max_connections' (the port's share of the listener's
+%% limit, 0 for none) and `paused' (`true': do not accept yet). The port
+%% reports each connection it accepts; they count as handed off.
+-spec listen(server(), non_neg_integer(), #{max_connections := non_neg_integer(),
+                                             paused := boolean()}) -> ok | {error, term()}.
+listen(Ctx, Fd, Opts) ->
+    safe_call(Ctx, {listen, Fd, Opts}, infinity).
+
+%% @doc Changes the share and the pause of a port that accepts itself (see
+%% {@link listen/3}).
+-spec listen_control(server(), #{max_connections := non_neg_integer(),
+                                 paused := boolean()}) -> ok | {error, term()}.
+listen_control(Ctx, Opts) ->
+    safe_call(Ctx, {listen_control, Opts}, infinity).
+
 %% proc_lib.
 
 %% @private
@@ -438,6 +460,11 @@ handle_call({handoff, Fd, ClientInfo}, _From, State) ->
     {reply, Reply, State1};
 handle_call({request, Kind, Args}, From, State) ->
     do_request(Kind, Args, From, State);
+handle_call({listen, Fd, Opts}, _From, State) ->
+    {Reply, State1} = do_listen(Fd, Opts, State),
+    {reply, Reply, State1};
+handle_call({listen_control, Opts}, _From, State) ->
+    {reply, send_frame({listen_control, Opts}, State), State};
 handle_call(Request, From, State) ->
     ?LOG_ERROR("py_reactor_context ~0p: unexpected call ~0p from ~0p",
                [State#state.id, Request, From]),
@@ -479,6 +506,7 @@ handle_info(Info, State) ->
 terminate(Reason, State) ->
     State1 = shutdown_port(State),
     ok = close_aux(State1),
+    ok = count_listener(lost, State1),
     ReplyReason = case Reason of
         {port_exited, _} -> Reason;
         {port_killed, _} -> Reason;
@@ -546,6 +574,7 @@ check_opt(port_executable, Path) when is_list(Path); is_binary(Path) ->
 check_opt(record, Path) when is_list(Path); is_binary(Path) ->
     try {ok, filename:absname(Path)} catch error:_ -> error end;
 check_opt(record_bytes, Bool) when is_boolean(Bool) -> {ok, Bool};
+check_opt(listener, Slot) when element(1, Slot) =:= py_reactor_slot -> {ok, Slot};
 check_opt(env, Env) when is_list(Env) ->
     case lists:all(fun({K, V}) -> io_lib:printable_list(K)
                                       andalso (V =:= false orelse io_lib:printable_list(V));
@@ -596,6 +625,7 @@ start_port(Id, Mode, Opts) ->
         Port ->
             {os_pid, OsPid} = erlang:port_info(Port, os_pid),
             State = #state{id = Id, mode = Mode, port = Port, os_pid = OsPid,
+                           listener = maps:get(listener, Opts, undefined),
                            max_connections = maps:get(max_connections, Opts),
                            stop_timeout = maps:get(stop_timeout, Opts)},
             case handshake(Opts, Deadline, State) of
@@ -879,6 +909,7 @@ do_handoff(Fd, ClientInfo, State = #state{sock = Sock, next_conn_id = ConnId,
             State1 = State#state{next_conn_id = ConnId + 1},
             case send_frame({handoff, ConnId, ClientInfo1}, State1) of
                 ok ->
+                    ok = count_listener(opened, State1),
                     {ok, State1#state{conns = Conns#{ConnId => true}, total = Total + 1}};
                 {error, Reason} ->
                     {{error, Reason}, State1}
@@ -886,6 +917,28 @@ do_handoff(Fd, ClientInfo, State = #state{sock = Sock, next_conn_id = ConnId,
         {error, Reason} ->
             {{error, {aux_socket, Reason}}, State}
     end.
+
+%% The listening socket goes under an id of the handoffs' space, with its own
+%% message, so the port never takes it for a connection.
+do_listen(Fd, Opts, State = #state{sock = Sock, next_conn_id = Id}) ->
+    Msg = #{iov => [<<Id:64/big>>],
+            ctrl => [#{level => socket, type => rights, data => <<Fd:32/native>>}]},
+    case send_fd(Sock, Msg) of
+        ok ->
+            State1 = State#state{next_conn_id = Id + 1},
+            {send_frame({listen, Id, Opts#{reactor_pid => self()}}, State1), State1};
+        {error, Reason} ->
+            {{error, {aux_socket, Reason}}, State}
+    end.
+
+count_listener(_Event, #state{listener = undefined}) ->
+    ok;
+count_listener(opened, #state{listener = Slot}) ->
+    py_reactor_server:conn_opened(Slot);
+count_listener(closed, #state{listener = Slot}) ->
+    py_reactor_server:conn_closed(Slot);
+count_listener(lost, #state{listener = Slot}) ->
+    py_reactor_server:conns_lost(Slot).
 
 send_fd(Sock, Msg) ->
     case socket:sendmsg(Sock, Msg, ?AUX_SEND_TIMEOUT) of
@@ -996,6 +1049,7 @@ handle_term({reply, Ref, Result}, State = #state{requests = Requests}) ->
 handle_term({closed, ConnId, Reason}, State = #state{conns = Conns}) ->
     case maps:take(ConnId, Conns) of
         {true, Conns1} ->
+            ok = count_listener(closed, State),
             log_closed(ConnId, Reason, State),
             State#state{conns = Conns1};
         error ->
@@ -1003,6 +1057,10 @@ handle_term({closed, ConnId, Reason}, State = #state{conns = Conns}) ->
                        [State#state.id, ConnId, Reason, 30]),
             State
     end;
+handle_term({accepted, ConnId, _ClientInfo}, State = #state{conns = Conns, total = Total}) ->
+    %% A connection the port accepted itself (listen): counted as a handoff.
+    ok = count_listener(opened, State),
+    State#state{conns = Conns#{ConnId => true}, total = Total + 1};
 handle_term({log, Level, Text}, State = #state{id = Id}) ->
     Meta = #{py_reactor_context => Id, domain => [py_reactor]},
     case is_log_level(Level) of

@@ -12,6 +12,10 @@
 %% Give the context a `name' (or `default => true') to reach it across
 %% restarts: the pid changes, the registered name does not.
 %%
+%% Listeners started with {@link py_reactor:start_listener/2} are children
+%% too (`{py_reactor_listener, Name}'), after {@link py_reactor_server}, which
+%% keeps their state.
+%%
 %% Restart intensity: 10 restarts in 10 seconds, then the supervisor (and the
 %% application) stops.
 -module(py_reactor_sup).
@@ -77,4 +81,11 @@ which_contexts() ->
 %% @private
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
-    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, []}}.
+    %% The listeners' state (py_reactor_server) comes first; contexts and
+    %% listeners are added as children later.
+    Server = #{id => py_reactor_server,
+               start => {py_reactor_server, start_link, []},
+               restart => permanent,
+               shutdown => 5000,
+               type => worker},
+    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, [Server]}}.
