@@ -6,6 +6,7 @@ pub mod fdpass;
 pub mod framing;
 pub mod handoff;
 pub mod lifeline;
+pub mod listening;
 pub mod message;
 pub mod outbound;
 pub mod python;

@@ -21,6 +21,16 @@ pub struct SetupOptions {
     pub max_connections: Option<u64>,
 }
 
+/// Options of `listen` and `listen_control`: the port's share of the
+/// listener's limit and whether it accepts at all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenOptions {
+    pub max_connections: u64,
+    pub paused: bool,
+    /// Added to every accepted connection's `client_info` (`listen` only).
+    pub reactor_pid: Option<Term>,
+}
+
 /// A request from the VM.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
@@ -31,6 +41,8 @@ pub enum Request {
     Eval { reference: Term, expr: String },
     Call { reference: Term, module: String, function: String, args: Vec<Term> },
     Stop { reference: Term },
+    Listen { listen_id: u64, options: ListenOptions },
+    ListenControl { reference: Term, options: ListenOptions },
 }
 
 /// Why a decoded term is not a request.
@@ -81,6 +93,22 @@ impl Request {
                     ))),
                 }
             }
+            ("listen", 3) => {
+                let opts = elements.pop().expect("arity checked");
+                let id = elements.pop().expect("arity checked");
+                let listen_id = as_u64(&id).filter(|i| *i > 0).ok_or_else(|| {
+                    RequestError::Unknown(format!("listen with an id that is not a positive 64-bit integer: {}", brief(&id)))
+                })?;
+                let options = ListenOptions::from_term(&opts)
+                    .map_err(|reason| RequestError::Unknown(format!("listen {listen_id}: {reason}")))?;
+                Ok(Request::Listen { listen_id, options })
+            }
+            ("listen_control", 3) => {
+                let opts = elements.pop().expect("arity checked");
+                let reference = elements.pop().expect("arity checked");
+                let options = ListenOptions::from_term(&opts).map_err(|reason| bad("listen_control", &reference, &reason))?;
+                Ok(Request::ListenControl { reference, options })
+            }
             ("stats", 2) => Ok(Request::Stats { reference: elements.pop().expect("arity checked") }),
             ("stop", 2) => Ok(Request::Stop { reference: elements.pop().expect("arity checked") }),
             ("exec", 3) | ("eval", 3) => {
@@ -109,7 +137,7 @@ impl Request {
                 };
                 Ok(Request::Call { reference, module, function, args })
             }
-            ("setup" | "handoff" | "stats" | "stop" | "exec" | "eval" | "call", n) => {
+            ("setup" | "handoff" | "stats" | "stop" | "exec" | "eval" | "call" | "listen" | "listen_control", n) => {
                 Err(RequestError::Unknown(format!("{name} request with {} fields", n - 1)))
             }
             _ => Err(RequestError::Unknown(brief(&Term::from(eetf::Tuple::from(elements))))),
@@ -154,6 +182,34 @@ impl SetupOptions {
                 other => return Err(format!("unknown option {other}")),
             }
         }
+        Ok(options)
+    }
+}
+
+impl ListenOptions {
+    fn from_term(term: &Term) -> Result<ListenOptions, String> {
+        let Term::Map(map) = term else {
+            return Err("options must be a map".into());
+        };
+        let mut options = ListenOptions { max_connections: 0, paused: false, reactor_pid: None };
+        let mut limit = None;
+        for (key, value) in &map.map {
+            match as_atom(key) {
+                Some("max_connections") => {
+                    limit = Some(as_u64(value).ok_or("max_connections must be a non-negative integer")?)
+                }
+                Some("paused") => {
+                    options.paused = match as_atom(value) {
+                        Some("true") => true,
+                        Some("false") => false,
+                        _ => return Err("paused must be true or false".into()),
+                    }
+                }
+                Some("reactor_pid") => options.reactor_pid = Some(value.clone()),
+                _ => return Err(format!("unknown option {}", brief(key))),
+            }
+        }
+        options.max_connections = limit.ok_or("max_connections is missing")?;
         Ok(options)
     }
 }
@@ -276,6 +332,7 @@ pub enum Notice {
     Hello { os_pid: u32, socket_path: String, max_frame: usize },
     Reply { reference: Term, result: Term },
     Closed { conn_id: u64, reason: CloseReason },
+    Accepted { conn_id: u64, client_info: Term },
     Log { level: LogLevel, text: String },
     Send { pid: Term, message: Term },
     FrameError(String),
@@ -352,6 +409,9 @@ impl Notice {
             ]),
             Notice::Reply { reference, result } => tuple(vec![atom("reply"), reference.clone(), result.clone()]),
             Notice::Closed { conn_id, reason } => tuple(vec![atom("closed"), integer(*conn_id), reason.to_term()]),
+            Notice::Accepted { conn_id, client_info } => {
+                tuple(vec![atom("accepted"), integer(*conn_id), client_info.clone()])
+            }
             Notice::Log { level, text } => tuple(vec![atom("log"), atom(level.name()), binary(text.as_bytes())]),
             Notice::Send { pid, message } => tuple(vec![atom("send"), pid.clone(), message.clone()]),
             Notice::FrameError(text) => tuple(vec![atom("frame_error"), binary(text.as_bytes())]),
@@ -424,6 +484,33 @@ mod tests {
         assert!(matches!(
             req(tuple(vec![atom("setup"), r, atom_map(vec![("bogus", integer(0))])])),
             Err(RequestError::Bad { name: "setup", .. })
+        ));
+    }
+
+    #[test]
+    fn decodes_listen_requests() {
+        let opts = atom_map(vec![("max_connections", integer(3)), ("paused", atom("true"))]);
+        assert_eq!(
+            req(tuple(vec![atom("listen"), integer(4), opts.clone()])),
+            Ok(Request::Listen {
+                listen_id: 4,
+                options: ListenOptions { max_connections: 3, paused: true, reactor_pid: None }
+            })
+        );
+        assert_eq!(
+            req(tuple(vec![atom("listen_control"), integer(1), opts])),
+            Ok(Request::ListenControl {
+                reference: integer(1),
+                options: ListenOptions { max_connections: 3, paused: true, reactor_pid: None }
+            })
+        );
+        assert!(matches!(
+            req(tuple(vec![atom("listen"), integer(4), atom_map(vec![("paused", atom("false"))])])),
+            Err(RequestError::Unknown(text)) if text.contains("max_connections is missing")
+        ));
+        assert!(matches!(
+            req(tuple(vec![atom("listen_control"), integer(1), atom_map(vec![("max_connections", atom("x"))])])),
+            Err(RequestError::Bad { name: "listen_control", .. })
         ));
     }
 

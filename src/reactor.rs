@@ -17,8 +17,9 @@ use pyo3::prelude::*;
 use crate::fdpass::{self, AuxChannel, AuxListener};
 use crate::framing::{Fill, FrameReader, MAX_FRAME};
 use crate::handoff::{Offer, Paired, Pairing};
+use crate::listening::{self, Listening};
 use crate::message::{
-    CloseReason, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
+    CloseReason, ListenOptions, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
 };
 use crate::python::native::Shared;
 use crate::python::{self, Action, Bridge, CallbackError};
@@ -28,7 +29,8 @@ use crate::terms;
 const KEY_INPUT: usize = 0;
 const KEY_LISTENER: usize = 1;
 const KEY_AUX: usize = 2;
-const KEY_FIRST_CONNECTION: usize = 3;
+const KEY_LISTENING: usize = 3;
+const KEY_FIRST_CONNECTION: usize = 4;
 
 /// Default connection limit when `setup` names none.
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 100;
@@ -86,6 +88,14 @@ pub struct Reactor {
     counters: Counters,
     ready: Vec<Ready>,
     exit: Option<Exit>,
+    /// The listening socket this port accepts on, once `listen` has paired
+    /// with its descriptor.
+    listening: Option<Listening>,
+    /// `listen` requests waiting for their descriptor, by id.
+    listen_requests: std::collections::HashMap<u64, ListenOptions>,
+    /// Accepting failed for want of descriptors: the socket is not watched
+    /// again until a connection closes (it would be reported at once).
+    out_of_fds: bool,
 }
 
 impl Reactor {
@@ -132,6 +142,9 @@ impl Reactor {
             counters: Counters::default(),
             ready: Vec::with_capacity(256),
             exit: None,
+            listening: None,
+            listen_requests: std::collections::HashMap::new(),
+            out_of_fds: false,
         })
     }
 
@@ -237,6 +250,7 @@ impl Reactor {
             KEY_INPUT => self.on_input(py),
             KEY_LISTENER => self.on_listener(),
             KEY_AUX => self.on_aux(py),
+            KEY_LISTENING => self.on_listening(py),
             key => {
                 let fd = (key - KEY_FIRST_CONNECTION) as RawFd;
                 if event.interest.read {
@@ -340,6 +354,34 @@ impl Reactor {
                         self.notify(Notice::Closed { conn_id, reason: CloseReason::DuplicateId });
                     }
                 }
+            }
+            Request::Listen { listen_id, options } => {
+                self.listen_requests.insert(listen_id, options);
+                match self.pairing.offer_frame(listen_id, terms::atom("listen"), Instant::now()) {
+                    Offer::Paired(paired) => self.open(py, paired),
+                    Offer::Waiting => {}
+                    Offer::Duplicate(_) => {
+                        self.listen_requests.remove(&listen_id);
+                        self.log(LogLevel::Error, format!("listen {listen_id}: the id is already in use"));
+                    }
+                }
+            }
+            Request::ListenControl { reference, options } => {
+                let result = if let Some(listening) = &mut self.listening {
+                    listening.control(options);
+                    self.update_listening();
+                    Ok(None)
+                } else if !self.listen_requests.is_empty() {
+                    // The descriptor has not come yet: it starts with these.
+                    for pending in self.listen_requests.values_mut() {
+                        pending.max_connections = options.max_connections;
+                        pending.paused = options.paused;
+                    }
+                    Ok(None)
+                } else {
+                    Err(RequestFailure::BadRequest("not listening".into()))
+                };
+                self.reply(reference, result);
             }
             Request::Stats { reference } => {
                 let notice = Notice::stats(reference, &self.stats());
@@ -470,6 +512,9 @@ impl Reactor {
     // ---- connections -------------------------------------------------------
 
     fn open(&mut self, py: Python<'_>, paired: Paired) {
+        if let Some(options) = self.listen_requests.remove(&paired.conn_id) {
+            return self.start_listening(paired.conn_id, paired.fd, options);
+        }
         let Paired { conn_id, fd, client_info } = paired;
         let refuse = |this: &mut Self, reason: CloseReason| {
             this.counters.refused_handoffs += 1;
@@ -634,6 +679,76 @@ impl Reactor {
         self.shared.connection_closed(raw);
         self.active -= 1;
         self.notify(Notice::Closed { conn_id, reason });
+        self.out_of_fds = false;
+        self.update_listening();
+    }
+
+    // ---- the listening socket (accept => port) ----------------------------
+
+    fn start_listening(&mut self, listen_id: u64, fd: OwnedFd, options: ListenOptions) {
+        if self.listening.is_some() {
+            return self.log(LogLevel::Error, format!("listen {listen_id}: already listening; descriptor closed"));
+        }
+        let listening = match Listening::new(fd, options) {
+            Ok(l) => l,
+            Err(e) => return self.log(LogLevel::Error, format!("listen {listen_id}: {e}; descriptor closed")),
+        };
+        // SAFETY: the listening socket is owned by the reactor and
+        // deregistered before it is dropped (`Drop`).
+        if let Err(e) = unsafe { self.selector.register(listening.as_fd(), KEY_LISTENING) } {
+            return self.log(LogLevel::Error, format!("listen {listen_id}: cannot watch the socket: {e}"));
+        }
+        self.listening = Some(listening);
+        self.update_listening();
+    }
+
+    /// Accepts while the share and the pause allow, a batch at most.
+    fn on_listening(&mut self, py: Python<'_>) {
+        for _ in 0..listening::ACCEPT_BATCH {
+            let Some(listening) = &mut self.listening else { return };
+            if !listening.wants_accept(self.active) {
+                break;
+            }
+            match listening.accept() {
+                Ok(Some(accepted)) => {
+                    // Announced first, so that the VM knows the id before
+                    // its `closed` notice.
+                    self.notify(Notice::Accepted { conn_id: accepted.conn_id, client_info: accepted.client_info.clone() });
+                    let paired = Paired { conn_id: accepted.conn_id, fd: accepted.fd, client_info: accepted.client_info };
+                    self.open(py, paired);
+                }
+                Ok(None) => break,
+                Err(errno @ (Errno::EMFILE | Errno::ENFILE)) => {
+                    if !self.out_of_fds {
+                        self.log(LogLevel::Warning, format!("accept: out of descriptors ({errno}); accepting again when a connection closes"));
+                    }
+                    self.out_of_fds = true;
+                    break;
+                }
+                Err(errno) => {
+                    self.log(LogLevel::Error, format!("accept failed: {errno}"));
+                    break;
+                }
+            }
+        }
+        self.update_listening();
+    }
+
+    /// Watches the listening socket exactly while the port should accept.
+    fn update_listening(&mut self) {
+        let Some(listening) = &self.listening else { return };
+        let want = listening.wants_accept(self.active) && !self.out_of_fds;
+        let armed = self.selector.armed(KEY_LISTENING).read;
+        let result = if want && !armed {
+            self.selector.select(KEY_LISTENING, Interest::READ)
+        } else if !want && armed {
+            self.selector.cancel(KEY_LISTENING, Interest::READ)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            self.log(LogLevel::Error, format!("cannot watch the listening socket: {e}"));
+        }
     }
 
     fn close_all(&mut self, py: Python<'_>) {
@@ -665,6 +780,9 @@ impl Drop for Reactor {
         }
         if self.aux.is_some() {
             let _ = self.selector.deregister(KEY_AUX);
+        }
+        if self.listening.is_some() {
+            let _ = self.selector.deregister(KEY_LISTENING);
         }
     }
 }

@@ -162,7 +162,7 @@
                         restart => permanent | transient | temporary,
                         shutdown => brutal_kill | timeout()}.
 
--type request_kind() :: stats | exec | eval | call.
+-type request_kind() :: stats | exec | eval | call | listen_control.
 
 -record(state, {
     id :: term(),
@@ -463,8 +463,9 @@ handle_call({request, Kind, Args}, From, State) ->
 handle_call({listen, Fd, Opts}, _From, State) ->
     {Reply, State1} = do_listen(Fd, Opts, State),
     {reply, Reply, State1};
-handle_call({listen_control, Opts}, _From, State) ->
-    {reply, send_frame({listen_control, Opts}, State), State};
+handle_call({listen_control, Opts}, From, State) ->
+    %% Answered once the port has applied it: a suspend is then in force.
+    do_request(listen_control, [Opts], From, State);
 handle_call(Request, From, State) ->
     ?LOG_ERROR("py_reactor_context ~0p: unexpected call ~0p from ~0p",
                [State#state.id, Request, From]),
@@ -980,7 +981,7 @@ safe_call(Ctx, Request, Timeout) ->
 
 reply_request(stats, From, {ok, PortStats}, State) when is_map(PortStats) ->
     gen_server:reply(From, {ok, merge_stats(PortStats, State)});
-reply_request(exec, From, ok, _State) ->
+reply_request(Kind, From, ok, _State) when Kind =:= exec; Kind =:= listen_control ->
     gen_server:reply(From, ok);
 reply_request(Kind, From, {ok, Value}, _State) when Kind =:= eval; Kind =:= call ->
     gen_server:reply(From, {ok, Value});

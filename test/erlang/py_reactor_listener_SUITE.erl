@@ -134,7 +134,7 @@ killed_context_is_replaced(Config) ->
                      {error, _} -> true
                  end],
     2 = length(Dead),
-    false = os_pid_alive(Victim),
+    wait_until(fun() -> not os_pid_alive(Victim) end, victim_gone),
     Alive = Clients -- Dead,
     [ok = echo(C, <<"fine">>) || C <- Alive],
     %% Replaced: two contexts again, the survivor unchanged, counts exact.
@@ -212,16 +212,21 @@ own_supervisor(_Config) ->
     exit(Sup, shutdown).
 
 unix_socket(_Config) ->
-    Path = filename:join("/tmp", "py_reactor_listener_" ++ os:getpid() ++ ".sock"),
+    [unix_socket_in(Mode) || Mode <- [vm, port]],
+    ok.
+
+unix_socket_in(Mode) ->
+    Path = filename:join("/tmp", lists:concat(["py_reactor_listener_", os:getpid(), "_", Mode,
+                                               ".sock"])),
     _ = file:delete(Path),
-    {ok, _} = py_reactor:start_listener(unix, #{ip => {local, Path}, contexts => 2,
+    {ok, _} = py_reactor:start_listener(unix, #{ip => {local, Path}, contexts => 2, accept => Mode,
                                                 context_opts => ctx_opts("Echo")}),
     {ok, C} = gen_tcp:connect({local, Path}, 0, [local, binary, {active, false}], 5000),
     ok = echo(C, <<"over a unix socket">>),
     ok = gen_tcp:send(C, <<"info">>),
     {ok, Text} = gen_tcp:recv(C, 0, 5000),
     {match, _} = re:run(Text, "'unix', True\\)$"),
-    #{ip := {local, _}, active_connections := 1} = py_reactor:info(unix),
+    #{ip := {local, _}, accept := Mode, active_connections := 1} = py_reactor:info(unix),
     ok = gen_tcp:close(C),
     ok = py_reactor:stop_listener(unix),
     {error, enoent} = file:read_file_info(Path).
