@@ -52,18 +52,34 @@ class Target:
     op: str  # "<=" or ">="
     factor: float  # times the reference system's value, or the bound itself
     reference: str | None  # None: `factor` is an absolute bound
+    reference_metric: str | None = None  # the reference's metric, if not `metric`
 
     def describe(self) -> str:
+        whose = (
+            self.reference
+            if self.reference_metric is None
+            else (f"{self.reference} {self.reference_metric}")
+        )
         if self.reference is None:
             bound = f"{self.factor:,.0f}"
         elif self.factor == 1:
-            bound = f"{self.reference}'s"
+            bound = f"{whose}'s"
         else:
-            bound = f"{self.factor:g}x {self.reference}'s"
+            bound = f"{self.factor:g}x {whose}'s"
         return f"{self.workload} {self.metric} [{self.pinning}] {self.op} {bound}"
+
+    def reference_key(self) -> tuple[str, str, str, str]:
+        """The (workload, pinning, metric, system) of the reference figure."""
+        return (
+            self.workload,
+            self.pinning,
+            self.reference_metric or self.metric,
+            self.reference or "",
+        )
 
 
 NIF_SIZES = (64, 1024, 16384)
+LISTENER_MODES = ("listener_vm", "listener_port")
 
 TARGETS = [
     Target("http_keepalive", "cpu_us_per_req", "split", "<=", 1.0, "uvloop"),
@@ -84,6 +100,23 @@ TARGETS = [
         Target("nif_bench", f"lifecycle_{size}_ops_per_s", pinning, ">=", 4_500, None)
         for pinning in ("split", "same_core")
         for size in NIF_SIZES
+    ),
+    # Through a listener (the `listener` workload of bench/run.py).
+    Target("lifecycle", "listener_port_us_per_op", "split", "<=", 1.2, "native", "us_per_op"),
+    Target("lifecycle", "listener_vm_us_per_op", "split", "<=", 1.0, "gen_tcp", "us_per_op"),
+    *(
+        Target("nif_bench", f"{mode}_lifecycle_{size}_ops_per_s", "split", ">=", 4_500, None)
+        for mode in LISTENER_MODES
+        for size in NIF_SIZES
+    ),
+    Target(
+        "http_keepalive",
+        "contexts_2_cpu_us_per_req",
+        "split",
+        "<=",
+        1.1,
+        "py_reactor",
+        "contexts_1_cpu_us_per_req",
     ),
 ]
 
@@ -110,7 +143,7 @@ def evaluate_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             reference_value: float | None = None
             bound: float | None = t.factor
         else:
-            ref = by_key.get((t.workload, t.pinning, t.metric, t.reference))
+            ref = by_key.get(t.reference_key())
             reference_value = ref["value"] if ref else None
             bound = None if reference_value is None else t.factor * reference_value
         met = None
@@ -344,8 +377,16 @@ def panels() -> list[Panel]:
             "Lifecycle: connect, accept (+handoff), echo, close",
             "µs/operation",
             "lower",
-            [("", "lifecycle", "split", "us_per_op")],
-            targets=(by["lifecycle", "us_per_op", "split"],),
+            [
+                ("handoff", "lifecycle", "split", "us_per_op"),
+                ("listener\naccept=vm", "lifecycle", "split", "listener_vm_us_per_op"),
+                ("listener\naccept=port", "lifecycle", "split", "listener_port_us_per_op"),
+            ],
+            targets=(
+                by["lifecycle", "us_per_op", "split"],
+                by["lifecycle", "listener_vm_us_per_op", "split"],
+                by["lifecycle", "listener_port_us_per_op", "split"],
+            ),
         ),
         Panel(
             "Idle memory, 10,000 connections",
@@ -387,13 +428,48 @@ def panels() -> list[Panel]:
             ],
             targets=tuple(t for t in TARGETS if t.metric.startswith("lifecycle_")),
         ),
+        Panel(
+            "nif_bench: full lifecycle through a listener (split)",
+            "operations/s",
+            "higher",
+            [
+                (
+                    f"{size} B\naccept={mode.removeprefix('listener_')}",
+                    "nif_bench",
+                    "split",
+                    f"{mode}_lifecycle_{size}_ops_per_s",
+                )
+                for mode in LISTENER_MODES
+                for size in NIF_SIZES
+            ],
+            targets=tuple(t for t in TARGETS if t.metric.startswith(LISTENER_MODES)),
+        ),
+        Panel(
+            "HTTP keep-alive through a listener: CPU per request (VM + ports)",
+            "µs/request",
+            "lower",
+            [
+                ("1 context", "http_keepalive", "split", "contexts_1_cpu_us_per_req"),
+                ("2 contexts", "http_keepalive", "split", "contexts_2_cpu_us_per_req"),
+            ],
+            targets=(by["http_keepalive", "contexts_2_cpu_us_per_req", "split"],),
+        ),
+        Panel(
+            "HTTP keep-alive through a listener: throughput",
+            "requests/s",
+            "higher",
+            [
+                ("1 context", "http_keepalive", "split", "contexts_1_req_per_s"),
+                ("2 contexts", "http_keepalive", "split", "contexts_2_req_per_s"),
+            ],
+        ),
     ]
 
 
 def target_bound(t: Target, by_key: dict[Key, dict[str, Any]]) -> float | None:
     if t.reference is None:
         return t.factor
-    ref = by_key.get((t.workload, t.pinning, t.metric, t.reference))
+    ref = by_key.get(t.reference_key())
     return None if ref is None else t.factor * ref["value"]
 
 

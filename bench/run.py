@@ -13,6 +13,10 @@ Systems (each runs the same protocol logic, see bench/protocols/):
   (bench/servers/bench_gen_tcp_server.erl);
 - ``native``: a Rust epoll server with no Python (bench/native).
 
+The ``listener`` workload runs py_reactor through ``py_reactor:start_listener/2``
+(bench/servers/bench_py_reactor_listener.erl): lifecycle and nif_bench's
+lifecycle in both accept modes, and http_keepalive with 1 and 2 contexts.
+
 Workloads are run one after the other; within a workload every run visits
 every system, in an order rotated from run to run, so that the machine's drift
 hits all alike. The servers run on CPU 1 and the load generators (wrk,
@@ -74,7 +78,17 @@ WORKLOADS = [
     "lifecycle",
     "nif_bench",
     "idle_memory",
+    "listener",
 ]
+# py_reactor served through a listener (bench/servers/bench_py_reactor_listener.erl):
+# server name -> (accept mode, contexts). Their figures are py_reactor's, under
+# metric names that say which listener (see listener_workloads).
+LISTENERS = {
+    "listener_vm": ("vm", 1),
+    "listener_port": ("port", 1),
+    "listener_1ctx": ("vm", 1),
+    "listener_2ctx": ("vm", 2),
+}
 START_TIMEOUT = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -213,6 +227,23 @@ class Server:
                 "0",
                 str(PROTOCOLS),
             ]
+        if self.system in LISTENERS:
+            accept, contexts = LISTENERS[self.system]
+            return [
+                *erl,
+                "-pa",
+                str(APP_EBIN),
+                "-pa",
+                str(BENCH_EBIN),
+                "-run",
+                "bench_py_reactor_listener",
+                "main",
+                self.proto,
+                "0",
+                str(PROTOCOLS),
+                accept,
+                str(contexts),
+            ]
         if self.system == "gen_tcp":
             return [
                 *erl,
@@ -248,12 +279,16 @@ class Server:
         assert self.popen is not None
         while True:
             text = self.logfile.read_text(errors="replace")
-            match = re.search(r"^READY (\d+) (\d+)(?: (\d+))?$", text, re.MULTILINE)
+            match = re.search(r"^READY (\d+) (\d+)((?: \d+)*)$", text, re.MULTILINE)
             if match:
                 self.port = int(match.group(1))
                 self.pids = {"server": int(match.group(2))}
-                if match.group(3):
-                    self.pids = {"vm": int(match.group(2)), "port": int(match.group(3))}
+                ports = [int(p) for p in match.group(3).split()]
+                if ports:
+                    # A VM and its port programs: "port", then "port2", "port3", ...
+                    self.pids = {"vm": int(match.group(2))}
+                    for i, pid in enumerate(ports):
+                        self.pids["port" if i == 0 else f"port{i + 1}"] = pid
                 return
             if self.popen.poll() is not None:
                 raise BenchError(
@@ -289,14 +324,16 @@ class Server:
                 self.popen.kill()
                 self.popen.wait()
         # The port program ends on end of file on its stdin, once the VM is gone.
-        port = self.pids.get("port")
         deadline = time.monotonic() + 10
-        while port and alive(port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if port and alive(port):
-            log(f"py_reactor port {port} still running after its VM: killed")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(port, signal.SIGKILL)
+        for name, port in self.pids.items():
+            if not name.startswith("port"):
+                continue
+            while alive(port) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if alive(port):
+                log(f"py_reactor port {port} still running after its VM: killed")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(port, signal.SIGKILL)
         self.popen = None
 
 
@@ -618,6 +655,99 @@ def echo_workloads(
                 nif_bench("same_core")
 
 
+def listener_workloads(results: Results, cfg: Config, logdir: Path) -> None:
+    """py_reactor through a listener, recorded as py_reactor's figures of the
+    lifecycle, nif_bench and http_keepalive workloads under metric names that
+    name the listener: ``listener_vm_us_per_op``, ``listener_port_us_per_op``
+    (one context, each accept mode), ``listener_vm_lifecycle_64_ops_per_s``, ...
+    (nif_bench's client against the listener) and ``contexts_1_req_per_s``,
+    ``contexts_2_cpu_us_per_req``, ... (HTTP, accept => vm, 1 and 2 contexts;
+    the CPU of the VM and every port program together)."""
+    modes = ["listener_vm", "listener_port"]
+    with servers(modes, "echo", logdir) as running:
+
+        def lifecycle(name: str) -> None:
+            server = running[name]
+            server.check_alive()
+            got = bench_load(
+                "lifecycle",
+                server.port,
+                LOAD_CPU,
+                size=64,
+                count=cfg.lifecycle_count,
+                warmup=cfg.lifecycle_warmup,
+            )
+            results.add(
+                "lifecycle",
+                "split",
+                "py_reactor",
+                f"{name}_us_per_op",
+                got["us_per_op"],
+                "us",
+                "lower",
+            )
+            results.add(
+                "lifecycle", "split", "py_reactor", f"{name}_p50_us", got["p50_us"], "us", "lower"
+            )
+
+        def nif_bench(name: str) -> None:
+            server = running[name]
+            server.check_alive()
+            erl = ["erl", "-noshell", "+Bd", "-pa", str(BENCH_EBIN)]
+            counts = [str(cfg.nif_messages), str(cfg.nif_lifecycles)]
+            cmd = [*erl, "-run", "bench_nif", "main", "remote", str(server.port), *counts]
+            out = run_load(cmd, LOAD_CPU, 300)
+            found = re.findall(r"^RESULT lifecycle (\d+) ([\d.]+)$", out, re.M)
+            if len(found) != 3:
+                raise BenchError(f"unexpected nif_bench output: {out}")
+            for size, ops in found:
+                metric = f"{name}_lifecycle_{size}_ops_per_s"
+                results.add(
+                    "nif_bench", "split", "py_reactor", metric, float(ops), "ops/s", "higher"
+                )
+
+        alternate(results, "lifecycle [listener]", modes, cfg.runs, lifecycle)
+        alternate(results, "nif_bench [listener]", modes, cfg.nif_runs, nif_bench)
+
+    pools = ["listener_1ctx", "listener_2ctx"]
+    with servers(pools, "http", logdir) as running:
+
+        def http(name: str) -> None:
+            server = running[name]
+            server.check_alive()
+            wrk(server.port, cfg.http_warmup_seconds)
+            before = sum(cpu_seconds(pid) for pid in server.pids.values())
+            got = wrk(server.port, cfg.http_seconds)
+            after = sum(cpu_seconds(pid) for pid in server.pids.values())
+            server.check_alive()
+            if got["errors"] or not got["requests"]:
+                raise BenchError(f"wrk: {got['errors']} errors, {got['requests']} requests")
+            contexts = LISTENERS[name][1]
+            cpu = (after - before) * 1e6 / got["requests"]
+            add = results.add
+            add(
+                "http_keepalive",
+                "split",
+                "py_reactor",
+                f"contexts_{contexts}_req_per_s",
+                got["req_per_s"],
+                "req/s",
+                "higher",
+            )
+            add(
+                "http_keepalive",
+                "split",
+                "py_reactor",
+                f"contexts_{contexts}_cpu_us_per_req",
+                cpu,
+                "us",
+                "lower",
+                process="beam.smp + every port program",
+            )
+
+        alternate(results, "http_keepalive [listener]", pools, cfg.http_runs, http)
+
+
 def idle_memory(results: Results, cfg: Config, systems: list[str], logdir: Path) -> None:
     """A fresh server per measurement: its RSS before and after 10,000
     connections (each checked with one echo) are open."""
@@ -778,6 +908,7 @@ def check_prerequisites() -> None:
             BENCH_EBIN / "bench_nif.beam",
             BENCH_EBIN / "bench_gen_tcp_server.beam",
             BENCH_EBIN / "bench_py_reactor_server.beam",
+            BENCH_EBIN / "bench_py_reactor_listener.beam",
         )
         if not path.exists()
     ]
@@ -830,11 +961,19 @@ def main(argv: list[str] | None = None) -> int:
     date = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     logdir = Path(tempfile.mkdtemp(prefix="py_reactor_bench."))
     results = Results()
-    echo = [w for w in WORKLOADS if w in workloads and w not in ("http_keepalive", "idle_memory")]
+    echo = [
+        w
+        for w in WORKLOADS
+        if w in workloads and w not in ("http_keepalive", "idle_memory", "listener")
+    ]
     groups: list[tuple[str, Callable[[], None]]] = [
         ("http_keepalive", lambda: http_keepalive(results, cfg, systems, logdir)),
         (",".join(echo), lambda: echo_workloads(results, cfg, systems, echo, logdir)),
         ("idle_memory", lambda: idle_memory(results, cfg, systems, logdir)),
+        (
+            "listener" if "py_reactor" in systems else "",
+            lambda: listener_workloads(results, cfg, logdir),
+        ),
     ]
     try:
         for name, run_group in groups:
