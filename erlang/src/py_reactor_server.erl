@@ -238,10 +238,20 @@ init([]) ->
 -spec handle_call(term(), gen_server:from(), map()) -> {reply, term(), map()}.
 handle_call({register, Name, Listener = #{contexts := N, num_acceptors := NA, sup := Sup}},
             _From, Monitors) ->
-    case ets:member(?TAB, {listener, Name}) of
-        true ->
+    case lookup(Name) of
+        {ok, #{sup := OldSup}} when OldSup =/= Sup ->
+            case is_process_alive(OldSup) of
+                true ->
+                    {reply, {error, already_started}, Monitors};
+                false ->
+                    %% A listener restarted by its supervisor before this
+                    %% server saw its previous incarnation go: forget it now.
+                    Monitors1 = forget(Name, Monitors),
+                    handle_call({register, Name, Listener}, _From, Monitors1)
+            end;
+        {ok, _} ->
             {reply, {error, already_started}, Monitors};
-        false ->
+        error ->
             A = atomics:new(?FIRST_CONTEXT - 1 + N + max(NA, 1), [{signed, true}]),
             Listener1 = Listener#{name => Name, atomics => A},
             ok = set_max_connections(Listener1, maps:get(max_connections, Listener)),
@@ -262,12 +272,22 @@ handle_cast(_Msg, Monitors) ->
 handle_info({'DOWN', MRef, process, _Pid, _Reason}, Monitors) ->
     case maps:take(MRef, Monitors) of
         {Name, Monitors1} ->
-            true = ets:match_delete(?TAB, {{listener, Name}, '_'}),
-            true = ets:match_delete(?TAB, {{context, Name, '_'}, '_'}),
-            true = ets:match_delete(?TAB, {{waiter, Name, '_'}}),
+            ok = delete_rows(Name),
             {noreply, Monitors1};
         error ->
             {noreply, Monitors}
     end;
 handle_info(_Info, Monitors) ->
     {noreply, Monitors}.
+
+forget(Name, Monitors) ->
+    ok = delete_rows(Name),
+    maps:filter(fun(MRef, N) when N =:= Name -> demonitor(MRef, [flush]), false;
+                   (_, _) -> true
+                end, Monitors).
+
+delete_rows(Name) ->
+    true = ets:match_delete(?TAB, {{listener, Name}, '_'}),
+    true = ets:match_delete(?TAB, {{context, Name, '_'}, '_'}),
+    true = ets:match_delete(?TAB, {{waiter, Name, '_'}}),
+    ok.

@@ -6,7 +6,7 @@
 
 -include_lib("common_test/include/ct.hrl").
 
--import(py_reactor_test_lib, [ctx_opts/1, echo/2, recv_closed/1, os_pid_alive/1,
+-import(py_reactor_test_lib, [ctx_opts/1, ctx_opts/2, echo/2, recv_closed/1, os_pid_alive/1,
                               wait_until/2]).
 
 suite() ->
@@ -16,7 +16,8 @@ all() ->
     [{group, vm}, {group, port}, own_supervisor, unix_socket, bad_options].
 
 groups() ->
-    Cases = [spreads_over_contexts, limit_holds_clients_in_backlog, suspend_and_resume,
+    Cases = [spreads_over_contexts, limit_holds_clients_in_backlog,
+             context_limit_holds_clients_in_backlog, suspend_and_resume,
              killed_context_is_replaced, graceful_stop, client_info],
     [{vm, [], Cases}, {port, [], Cases}].
 
@@ -102,6 +103,25 @@ limit_holds_clients_in_backlog(Config) ->
     ok = py_reactor:set_max_connections(?FUNCTION_NAME, 3),
     ok = served_late(C4, <<"four">>),
     #{max_connections := 3} = py_reactor:info(?FUNCTION_NAME),
+    ok = py_reactor:stop_listener(?FUNCTION_NAME).
+
+%% Each context's own max_connections holds clients back the same way.
+context_limit_holds_clients_in_backlog(Config) ->
+    Port = start(?FUNCTION_NAME, Config,
+                 #{context_opts => ctx_opts("Echo", #{max_connections => 1})}),
+    C1 = connect(Port),
+    ok = echo(C1, <<"one">>),
+    C2 = connect(Port),
+    ok = echo(C2, <<"two">>),
+    [1, 1] = actives(?FUNCTION_NAME),
+    C3 = connect(Port),
+    ok = not_served(C3, <<"three">>),
+    ok = gen_tcp:close(C2),
+    ok = served_late(C3, <<"three">>),
+    [1, 1] = actives(?FUNCTION_NAME),
+    #{active_connections := 2, total_connections := 3} = py_reactor:info(?FUNCTION_NAME),
+    #{contexts := Stats} = py_reactor:info(?FUNCTION_NAME),
+    0 = lists:sum([R || #{refused_handoffs := R} <- Stats]),
     ok = py_reactor:stop_listener(?FUNCTION_NAME).
 
 suspend_and_resume(Config) ->
