@@ -27,7 +27,7 @@ main([ProtoArg, PortArg, ProtocolsDir, AcceptArg, ContextsArg]) ->
              port => list_to_integer(PortArg),
              backlog => 4096,
              socket_opts => [{nodelay, true}],
-             accept => list_to_existing_atom(AcceptArg),
+             accept => case AcceptArg of "vm" -> vm; "port" -> port end,
              contexts => list_to_integer(ContextsArg),
              max_connections => infinity,
              context_opts => #{python_path => [ProtocolsDir],
