@@ -126,6 +126,20 @@ fuzz_target!(|data: &[u8]| {
                         &reference,
                     );
                 }
+                Request::Listen { listen_id, options } => {
+                    assert!(listen_id > 0);
+                    if let Some(pid) = &options.reactor_pid {
+                        let Term::Map(m) = &fields[2] else { panic!("listen options that are not a map") };
+                        assert!(m.map.values().any(|v| canon(v) == canon(pid)));
+                    }
+                }
+                Request::ListenControl { reference, .. } => {
+                    assert_eq!(canon(&reference), canon(&fields[1]));
+                    check_reply(
+                        &Notice::failed(reference.clone(), &RequestFailure::BadRequest("not listening".into())),
+                        &reference,
+                    );
+                }
             }
         }
     }
