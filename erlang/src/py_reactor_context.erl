@@ -904,18 +904,22 @@ do_handoff(Fd, ClientInfo, State = #state{sock = Sock, next_conn_id = ConnId,
                                           conns = Conns, total = Total}) ->
     Msg = #{iov => [<<ConnId:64/big>>],
             ctrl => [#{level => socket, type => rights, data => <<Fd:32/native>>}]},
+    %% Counted before the port can serve it: a listener places the next
+    %% connection by these counts.
+    ok = count_listener(opened, State),
     case send_fd(Sock, Msg) of
         ok ->
             ClientInfo1 = ClientInfo#{reactor_pid => self(), conn_id => ConnId},
             State1 = State#state{next_conn_id = ConnId + 1},
             case send_frame({handoff, ConnId, ClientInfo1}, State1) of
                 ok ->
-                    ok = count_listener(opened, State1),
                     {ok, State1#state{conns = Conns#{ConnId => true}, total = Total + 1}};
                 {error, Reason} ->
+                    ok = count_listener(undone, State1),
                     {{error, Reason}, State1}
             end;
         {error, Reason} ->
+            ok = count_listener(undone, State),
             {{error, {aux_socket, Reason}}, State}
     end.
 
@@ -938,6 +942,8 @@ count_listener(opened, #state{listener = Slot}) ->
     py_reactor_server:conn_opened(Slot);
 count_listener(closed, #state{listener = Slot}) ->
     py_reactor_server:conn_closed(Slot);
+count_listener(undone, #state{listener = Slot}) ->
+    py_reactor_server:conn_undone(Slot);
 count_listener(lost, #state{listener = Slot}) ->
     py_reactor_server:conns_lost(Slot).
 

@@ -26,7 +26,7 @@
 -export([context_started/3, contexts/1, context_slot/2, context_active/2]).
 -export([status/1, set_status/2, max_connections/1, set_max_connections/2]).
 -export([used/1, total/1, reserve/2, release/2]).
--export([conn_opened/1, conn_closed/1, conns_lost/1]).
+-export([conn_opened/1, conn_closed/1, conn_undone/1, conns_lost/1]).
 -export([add_waiter/1, remove_waiter/1, wake/1]).
 
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
@@ -183,6 +183,13 @@ conn_closed(Slot = {py_reactor_slot, _Name, A, Index}) ->
     ok = atomics:sub(A, Index, 1),
     ok = atomics:sub(A, ?USED, 1),
     wake_slot(Slot).
+
+%% @doc A context takes back a connection it counted but could not hand
+%% to its port: it was never open, so it leaves the total too.
+-spec conn_undone(slot()) -> ok.
+conn_undone(Slot = {py_reactor_slot, _Name, A, _Index}) ->
+    ok = atomics:sub(A, ?TOTAL, 1),
+    conn_closed(Slot).
 
 %% @doc Every connection of a context is gone (it stopped or died).
 -spec conns_lost(slot()) -> ok.
