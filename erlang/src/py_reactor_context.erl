@@ -274,7 +274,13 @@ handoff(Fd, ClientInfo) ->
 handoff(Ctx, Fd, ClientInfo) when is_integer(Fd), Fd >= 0, is_map(ClientInfo) ->
     case normalise_client_info(ClientInfo) of
         {ok, ClientInfo1} ->
-            safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity);
+            %% The frame as do_handoff/3 builds it, with leaves in place of
+            %% the pid and the id: what the port will decode.
+            Frame = {handoff, 0, ClientInfo1#{reactor_pid => 0, conn_id => 0}},
+            case py_reactor_term:check(Frame) of
+                ok -> safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity);
+                {error, Why} -> {error, {bad_term, Why}}
+            end;
         {error, Reason} ->
             {error, Reason}
     end.
@@ -601,6 +607,16 @@ start_port(Id, Mode, Opts) ->
             case handshake(Opts, Deadline, State) of
                 {ok, State1} ->
                     {ok, State1};
+                {error, {timeout, Stage} = Reason, State1} ->
+                    %% start_timeout bounds the whole start: a port that has
+                    %% not said hello or finished its setup by now is stuck
+                    %% (in Python, most likely) and gets no more time.
+                    ?LOG_WARNING("py_reactor_context ~0p: the port program (os pid ~b) did not "
+                                 "finish its ~0p within start_timeout; killing it",
+                                 [Id, OsPid, Stage]),
+                    ok = kill_port(State1),
+                    ok = close_aux(State1),
+                    {error, Reason};
                 {error, Reason, State1} ->
                     _ = shutdown_port(State1),
                     ok = close_aux(State1),
@@ -767,6 +783,19 @@ await_exit(StopRef, Deadline, State = #state{port = Port, os_pid = OsPid}) ->
         State#state{port = undefined}
     end.
 
+%% Kills the port program at once and waits (briefly) for it to be gone.
+kill_port(#state{port = undefined}) ->
+    ok;
+kill_port(#state{port = Port, os_pid = OsPid}) ->
+    ok = kill_os_pid(OsPid),
+    receive
+        {Port, {exit_status, _}} -> ok
+    after ?KILL_WAIT ->
+        ok = close_port(Port),
+        ok = await_os_exit(OsPid, deadline(?KILL_WAIT))
+    end,
+    flush_port(Port).
+
 close_port(Port) ->
     try port_close(Port) of
         true -> ok
@@ -911,7 +940,12 @@ do_request(Kind, Args, From, State = #state{next_ref = Ref, requests = Requests}
     end.
 
 request(Ctx, Kind, Args, Timeout) ->
-    safe_call(Ctx, {request, Kind, Args}, Timeout).
+    %% Checked here, in the caller: a term the port would refuse is refused
+    %% at once, without a trip to the context or the port.
+    case py_reactor_term:check(list_to_tuple([Kind, 0 | Args])) of
+        ok -> safe_call(Ctx, {request, Kind, Args}, Timeout);
+        {error, Why} -> {error, {bad_term, Why}}
+    end.
 
 safe_call(Ctx, Request, Timeout) ->
     try
@@ -955,7 +989,7 @@ send_frame(Term, #state{port = Port, max_frame = MaxFrame}) ->
     Frame = term_to_binary(Term),
     case byte_size(Frame) of
         Size when Size > MaxFrame ->
-            {error, {frame_too_large, Size, MaxFrame}};
+            {error, {bad_term, {too_large, Size, MaxFrame}}};
         _ ->
             try port_command(Port, Frame) of
                 true -> ok
@@ -1033,6 +1067,9 @@ is_log_level(Level) ->
 log_closed(_ConnId, Reason, _State) when Reason =:= normal; Reason =:= eof;
                                          Reason =:= stopped ->
     ok;
+log_closed(ConnId, {error, Errno}, State) when Errno =:= emfile; Errno =:= enfile ->
+    ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: it is out of "
+                 "descriptors (~0p)", [State#state.id, ConnId, Errno]);
 log_closed(ConnId, {error, Errno}, State) ->
     ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: ~0p",
                [State#state.id, ConnId, Errno]);
@@ -1044,7 +1081,8 @@ log_closed(ConnId, {bad_action, Text}, State) ->
     ?LOG_WARNING("py_reactor_context ~0p: connection ~b closed: the protocol returned "
                  "a bad action: ~ts", [State#state.id, ConnId, Text]);
 log_closed(ConnId, Reason, State) when Reason =:= max_connections; Reason =:= not_set_up;
-                                       Reason =:= duplicate_id; Reason =:= fd_not_received ->
+                                       Reason =:= duplicate_id; Reason =:= fd_not_received;
+                                       Reason =:= listening_socket; Reason =:= not_connected ->
     ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: ~0p",
                  [State#state.id, ConnId, Reason]);
 log_closed(ConnId, Reason, State) ->
