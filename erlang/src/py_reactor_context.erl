@@ -41,9 +41,9 @@
 %% <dd>Registers the context as `py_reactor_context_default', the context
 %%     {@link handoff/2} uses.</dd>
 %% <dt>`start_timeout' (`timeout()', default 30000)</dt>
-%% <dd>Milliseconds allowed for the port to say `hello' and for the Python
-%%     setup to finish; past it, start_link returns
-%%     `{error, {timeout, hello | setup}}'.</dd>
+%% <dd>Milliseconds allowed for the whole start: the port saying `hello'
+%%     and the Python setup finishing. Past it, the port is killed at once
+%%     and start_link returns `{error, {timeout, hello | setup}}'.</dd>
 %% <dt>`stop_timeout' (`timeout()', default 5000)</dt>
 %% <dd>Milliseconds allowed for the port to close its connections and exit
 %%     when the context stops; past it the port's OS process is killed
@@ -262,12 +262,22 @@ handoff(Fd, ClientInfo) ->
 %% `reactor_pid' (the context's pid) and `conn_id' (the connection's id). An
 %% `addr' given as a string or as an IP address tuple is passed as a binary.
 %%
+%% Once `ok' is returned the port may still refuse the descriptor; it then
+%% closes it and the refusal is logged at `warning' and counted in
+%% `refused_handoffs': `{error, emfile}' (the port is out of descriptors),
+%% `listening_socket' or `not_connected' (not a connection: the descriptor
+%% is left as it was, so a listening socket handed off by mistake keeps
+%% accepting).
+%%
 %% Errors (nothing has been sent to the port):
 %% `{error, max_connections}' when `max_connections' connections are open
 %% (counted in `refused_handoffs');
 %% `{error, no_reactor_context}' when `Ctx' is not alive;
 %% `{error, {context_exited, Reason}}' when it stopped during the call;
 %% `{error, {bad_client_info, ClientInfo}}' when a term has no Python form;
+%% `{error, {bad_term, Why}}' when `ClientInfo' is more than the port
+%% decodes (`Why': `{too_deep, 256}', `{too_many_terms, 1048576}' or
+%% `{too_large, Size, MaxFrame}', see {@link py_reactor_term});
 %% `{error, {aux_socket, Posix}}' when the descriptor could not be passed
 %% (`ebadf' for a closed descriptor, for instance).
 -spec handoff(server(), non_neg_integer(), client_info()) -> ok | {error, term()}.
@@ -396,7 +406,9 @@ call(Ctx, Module, Function, Args) ->
 %% (`Module' is imported; `'__main__'' reaches what `exec' defined).
 %%
 %% `Args' are converted to Python values; a term with no Python form (a
-%% reference, a fun, ...) gives `{error, {bad_request, Text}}'. `Timeout' is
+%% reference, ...) gives `{error, {bad_request, Text}}', and arguments more
+%% than the port decodes give `{error, {bad_term, Why}}' at once (see
+%% {@link handoff/3}). `Timeout' is
 %% in milliseconds or `infinity'. Results and other errors as {@link eval/3}.
 -spec call(server(), atom() | unicode:chardata(), atom() | unicode:chardata(), [term()],
            timeout()) -> {ok, term()} | {error, term()}.
