@@ -9,9 +9,9 @@
 //! been delivered stays watched until it fires again unwanted: a protocol
 //! that reads, answers and reads again (the common case) costs no
 //! re-registration at all, only the wait, `read` and `write` an event loop
-//! cannot do without. `polling`'s own one-shot mode would need a `modify`
-//! (one `epoll_ctl`) after every event; measured side by side it costs more
-//! (`docs/performance.md`). An unwanted event (readable while nothing asked
+//! cannot do without. `polling`'s own one-shot mode needs a `modify` (one
+//! `epoll_ctl`) after every event, which the port once paid (see
+//! `docs/performance.md`, "Readiness on `polling`"). An unwanted event (readable while nothing asked
 //! to read, a lasting hang-up) narrows what the poller watches to what is
 //! armed, so it is reported at most once; write interest, which a socket
 //! nearly always satisfies, is narrowed as soon as the event that used it
