@@ -177,13 +177,17 @@ class Protocol:
         """Called once, when the descriptor ``fd`` has been handed over.
 
         The protocol is already registered under ``fd`` (so :func:`get_protocol`
-        finds it) and ``fd`` is non-blocking.  The default stores ``fd`` and
-        ``client_info``; an override should call ``super().connection_made()``.
+        finds it) and ``fd`` is non-blocking.  The default stores ``fd``,
+        ``client_info`` and the connection's id that ``fd`` carries (so that a
+        protocol that hands its connection to another protocol object, calling
+        its ``connection_made(fd, client_info)``, gives it the same
+        connection); an override should call ``super().connection_made()``.
         If this raises, the connection is closed and ``connection_lost`` is
         called.
         """
         self.fd = fd
         self.client_info = client_info
+        self.conn_id = getattr(fd, "conn_id", self.conn_id)
 
     def data_received(self, data: ReactorBuffer) -> str:
         """Called with the bytes read from the descriptor; returns an action.

@@ -42,6 +42,15 @@ def test_init_connection_gives_the_protocol_a_connection_fd(pair) -> None:
     assert reactor.get_protocol(ours.fileno()) is proto
 
 
+def test_a_protocol_given_the_connection_by_another_gets_its_id(pair) -> None:
+    ours, _peer = pair
+    reactor.set_protocol_factory(Recorder)
+    outer = reactor.init_connection(ours.fileno(), {}, 9)
+    inner = Recorder()
+    inner.connection_made(outer.fd, outer.client_info)
+    assert inner.conn_id == 9 and inner.fd.conn_id == 9
+
+
 def test_a_stale_connection_fd_reaches_no_other_connection(pair) -> None:
     ours, _peer = pair
     reactor.set_protocol_factory(Recorder)
