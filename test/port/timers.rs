@@ -234,3 +234,30 @@ fn slow_clients_cannot_lock_the_example_http_server() {
     assert!(answer.ends_with("Hello! You requested /fast"), "{answer:?}");
     assert!(is_atom(&p.wait_closed(next_id), "normal"));
 }
+
+/// The keep-alive example gives each request its header timeout, counted
+/// from the end of the previous response, and answers 408 past it.
+#[test]
+fn the_keep_alive_example_times_out_a_request_head_that_does_not_come() {
+    let mut p = Port::start();
+    p.setup_std(
+        "import http_protocol\nimport erlang.reactor as reactor\n\
+         http_protocol.HEADER_TIMEOUT = 0.5\n\
+         reactor.set_protocol_factory(http_protocol.KeepAliveHTTPProtocol)\n",
+        vec![("python_path", list(vec![bin(repo_root().join("examples").to_string_lossy().as_bytes())]))],
+    );
+    let (mut c, id) = p.handoff_tcp();
+    c.write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = Vec::new();
+    while !String::from_utf8_lossy(&first).ends_with("Hello! You requested /one") {
+        let mut chunk = [0u8; 1024];
+        let n = c.read(&mut chunk).expect("the first response");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&first));
+        first.extend_from_slice(&chunk[..n]);
+    }
+    // Half of the next request, then nothing.
+    c.write_all(b"GET /two HTTP/1.1\r\n").unwrap();
+    let rest = String::from_utf8(read_to_eof(&mut c)).unwrap();
+    assert!(rest.starts_with("HTTP/1.0 408 Request Timeout\r\n"), "{rest:?}");
+    assert!(is_atom(&p.wait_closed(id), "normal"));
+}
