@@ -19,6 +19,8 @@ pub struct SetupOptions {
     pub app_module: Option<String>,
     pub app_callable: Option<String>,
     pub max_connections: Option<u64>,
+    /// Close a connection after this long without a readiness event.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// A request from the VM.
@@ -187,6 +189,17 @@ impl SetupOptions {
                             .ok_or("max_connections must be a positive integer")?,
                     )
                 }
+                "idle_timeout" => {
+                    // Milliseconds, or `infinity` (the default), as OTP's timeouts.
+                    options.idle_timeout = match as_atom(value) {
+                        Some("infinity") => None,
+                        _ => Some(std::time::Duration::from_millis(
+                            as_u64(value)
+                                .filter(|n| *n > 0)
+                                .ok_or("idle_timeout must be a positive integer (milliseconds) or infinity")?,
+                        )),
+                    }
+                }
                 "python_path" => {
                     let Term::List(l) = value else {
                         return Err("python_path must be a list of binaries".into());
@@ -264,6 +277,8 @@ pub enum CloseReason {
     /// The `handoff` frame could not be decoded (too deep, too many terms,
     /// a tag the port does not take) or had the wrong shape.
     BadTerm(String),
+    /// No readiness event for the context's `idle_timeout`.
+    IdleTimeout,
 }
 
 impl CloseReason {
@@ -282,6 +297,7 @@ impl CloseReason {
             CloseReason::ListeningSocket => atom("listening_socket"),
             CloseReason::NotConnected => atom("not_connected"),
             CloseReason::BadTerm(text) => tuple(vec![atom("bad_term"), binary(text.as_bytes())]),
+            CloseReason::IdleTimeout => atom("idle_timeout"),
         }
     }
 }
@@ -466,6 +482,15 @@ mod tests {
         assert_eq!(options.setup_code.as_deref(), Some("pass"));
         assert_eq!(options.max_connections, Some(2));
         assert_eq!(options.python_path, vec!["/x".to_string()]);
+        let idle = |v: Term| match req(tuple(vec![atom("setup"), r.clone(), atom_map(vec![("idle_timeout", v)])])) {
+            Ok(Request::Setup { options, .. }) => Ok(options.idle_timeout),
+            Ok(other) => panic!("not a setup: {other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(idle(integer(1500)), Ok(Some(std::time::Duration::from_millis(1500))));
+        assert_eq!(idle(atom("infinity")), Ok(None));
+        assert!(idle(integer(0)).is_err());
+        assert!(idle(atom("never")).is_err());
     }
 
     #[test]

@@ -22,8 +22,10 @@ use crate::message::{
 };
 use crate::python::native::Shared;
 use crate::python::{self, Action, Bridge, CallbackError};
+use crate::python::timers::{self as py_timers, TimerHandle};
 use crate::readiness::{Interest, Ready, Selector};
 use crate::terms;
+use crate::timers::{self, TimerId, Timers};
 
 const KEY_INPUT: usize = 0;
 const KEY_LISTENER: usize = 1;
@@ -60,6 +62,13 @@ struct Connection {
     conn_id: u64,
     fd: OwnedFd,
     protocol: Py<PyAny>,
+    /// The peer half-closed (a read returned 0) and `eof_received` kept the
+    /// connection open: nothing more can be read.
+    eof: bool,
+    /// The loop turn of the last readiness event, with `idle_timeout` set.
+    last_event: Instant,
+    /// The connection's idle timer, with `idle_timeout` set.
+    idle_timer: Option<TimerId>,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +95,15 @@ pub struct Reactor {
     counters: Counters,
     ready: Vec<Ready>,
     exit: Option<Exit>,
+    /// Setup's `idle_timeout`: a connection with no readiness event for
+    /// that long is closed.
+    idle_timeout: Option<Duration>,
+    /// Idle timers, by (descriptor, connection id).
+    idle: Timers<(RawFd, u64)>,
+    /// When the current turn's wait ended (kept only with `idle_timeout`).
+    now: Instant,
+    /// Python timers due this turn; kept to reuse its allocation.
+    due: Vec<Py<TimerHandle>>,
 }
 
 impl Reactor {
@@ -133,6 +151,10 @@ impl Reactor {
             counters: Counters::default(),
             ready: Vec::with_capacity(256),
             exit: None,
+            idle_timeout: None,
+            idle: Timers::new(),
+            now: Instant::now(),
+            due: Vec::new(),
         })
     }
 
@@ -145,8 +167,9 @@ impl Reactor {
             .unwrap_or_default();
         self.notify(Notice::Hello { os_pid: std::process::id(), socket_path, max_frame: MAX_FRAME });
         Python::attach(|py| {
+            py_timers::attach_loop_thread();
             while self.exit.is_none() {
-                let timeout = self.pairing.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+                let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
                 if let Err(e) = self.turn(py, timeout) {
                     self.log(LogLevel::Error, format!("poll failed: {e}"));
                     self.exit = Some(Exit::InputClosed);
@@ -160,8 +183,21 @@ impl Reactor {
                 }
             }
             self.finish(py);
+            // Python objects are released here, with the GIL, so that nothing
+            // Python owns is left to a later, GIL-less drop.
+            self.bridge = None;
+            self.due.clear();
         });
         self.exit.unwrap_or(Exit::InputClosed)
+    }
+
+    /// The earliest deadline of anything the loop waits for besides events:
+    /// descriptors and frames waiting for their pair, idle connections,
+    /// Python's timers. `None` when there is none: the loop then waits for
+    /// events only, with no timeout.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        let deadline = timers::earliest(self.pairing.next_deadline(), self.idle.next_deadline());
+        timers::earliest(deadline, py_timers::next_deadline())
     }
 
     /// One turn of the loop: waits (GIL released) up to `timeout` for events,
@@ -172,6 +208,9 @@ impl Reactor {
         ready.clear();
         let selector = &mut self.selector;
         let waited = py.detach(|| selector.wait(&mut ready, timeout));
+        if self.idle_timeout.is_some() {
+            self.now = Instant::now();
+        }
         for event in ready.iter().copied() {
             self.dispatch(py, event);
         }
@@ -181,6 +220,7 @@ impl Reactor {
         if !self.pairing.is_empty() {
             self.expire_pairing(Instant::now());
         }
+        self.run_timers(py);
         waited.map(|()| served)
     }
 
@@ -193,6 +233,7 @@ impl Reactor {
     /// and flushes Python's streams.
     pub fn finish(&mut self, py: Python<'_>) {
         self.close_all(py);
+        py_timers::cancel_all();
         python::flush_streams(py);
         if let Some(recorder) = &self.shared.recorder {
             let reason = match self.exit {
@@ -267,6 +308,12 @@ impl Reactor {
             KEY_AUX => self.on_aux(py),
             key => {
                 let fd = (key - KEY_FIRST_CONNECTION) as RawFd;
+                if self.idle_timeout.is_some() {
+                    let now = self.now;
+                    if let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::as_mut) {
+                        conn.last_event = now;
+                    }
+                }
                 if event.interest.read {
                     self.on_readable(py, fd);
                 }
@@ -380,6 +427,7 @@ impl Reactor {
                         Ok(bridge) => {
                             self.bridge = Some(bridge);
                             self.max_connections = options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+                            self.idle_timeout = options.idle_timeout;
                             Notice::ok(reference)
                         }
                         Err(e) => Notice::failed(reference, &RequestFailure::Python(e)),
@@ -568,13 +616,16 @@ impl Reactor {
         self.shared.connection_opened(raw, conn_id);
         self.counters.total_connections += 1;
         self.active += 1;
-        match bridge.init_connection(py, raw, &client_info) {
+        match bridge.init_connection(py, raw, conn_id, &client_info) {
             Ok(protocol) => {
                 let slot = raw as usize;
                 if self.connections.len() <= slot {
                     self.connections.resize_with(slot + 1, || None);
                 }
-                self.connections[slot] = Some(Connection { conn_id, fd, protocol });
+                let now = Instant::now();
+                let idle_timer = self.idle_timeout.map(|t| self.idle.insert_after(now, t, (raw, conn_id)));
+                self.connections[slot] =
+                    Some(Connection { conn_id, fd, protocol, eof: false, last_event: now, idle_timer });
                 self.select(py, raw, Interest::READ);
             }
             Err(e) => {
@@ -595,7 +646,20 @@ impl Reactor {
             recorder.read(conn.conn_id, &data[..n]);
         }
         match result {
-            Ok(0) => self.close(py, fd, CloseReason::Eof),
+            Ok(0) if conn.eof => self.close(py, fd, CloseReason::Eof),
+            Ok(0) => {
+                // The peer half-closed: the protocol may still answer.
+                let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::as_mut) else { return };
+                conn.eof = true;
+                let result = match &self.bridge {
+                    Some(bridge) => bridge.eof_received(py, fd, &conn.protocol),
+                    None => return,
+                };
+                match result {
+                    Ok(Action::Close) => self.close(py, fd, CloseReason::Eof),
+                    other => self.apply(py, fd, Interest::READ, other),
+                }
+            }
             Ok(n) => {
                 self.shared.bytes_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 self.counters.total_requests += 1;
@@ -625,8 +689,18 @@ impl Reactor {
 
     fn apply(&mut self, py: Python<'_>, fd: RawFd, fired: Interest, result: Result<Action, CallbackError>) {
         // The callback may have closed it already (a close from Python).
-        if self.connection(fd).is_none() {
-            return;
+        let Some(conn) = self.connection(fd) else { return };
+        if conn.eof {
+            // After end of input, waiting to read again could only give end
+            // of input again: the connection ends there.
+            let reads = match result {
+                Ok(Action::Continue) => fired.read,
+                Ok(Action::ReadPending) => true,
+                _ => false,
+            };
+            if reads {
+                return self.close(py, fd, CloseReason::Eof);
+            }
         }
         match result {
             Ok(Action::Continue) => self.select(py, fd, fired),
@@ -673,8 +747,10 @@ impl Reactor {
     }
 
     fn arm_requested_writes(&mut self) {
-        for fd in self.shared.take_write_requests() {
-            if self.connection(fd).is_some() {
+        for (fd, conn_id) in self.shared.take_write_requests() {
+            // The descriptor may have been closed and its number given to
+            // another connection since the request was made.
+            if self.connection(fd).is_some_and(|c| c.conn_id == conn_id) {
                 // A failure here shows up as an error on the next event.
                 let _ = self.selector.select(connection_key(fd), Interest::WRITE);
             }
@@ -688,6 +764,9 @@ impl Reactor {
     fn close(&mut self, py: Python<'_>, fd: RawFd, reason: CloseReason) {
         let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
         drop(conn.protocol);
+        if let Some(timer) = conn.idle_timer {
+            self.idle.cancel(timer);
+        }
         self.finish_close(py, conn.conn_id, conn.fd, reason);
     }
 
@@ -695,6 +774,9 @@ impl Reactor {
     /// then tell the VM.
     fn finish_close(&mut self, py: Python<'_>, conn_id: u64, fd: OwnedFd, reason: CloseReason) {
         let raw = fd.as_raw_fd();
+        // Its timers never run: cancelled before connection_lost, and again
+        // once the connection is gone, for any set meanwhile from a thread.
+        py_timers::cancel_connection(conn_id);
         if let Some(bridge) = &self.bridge {
             if let Err(e) = bridge.close_connection(py, raw) {
                 self.counters.python_errors += 1;
@@ -708,8 +790,92 @@ impl Reactor {
         let _ = nix::sys::socket::shutdown(raw, nix::sys::socket::Shutdown::Both);
         drop(fd);
         self.shared.connection_closed(raw);
+        py_timers::cancel_connection(conn_id);
         self.active -= 1;
         self.notify(Notice::Closed { conn_id, reason });
+    }
+
+    // ---- timers -------------------------------------------------------------
+
+    /// Runs the Python timers and idle timeouts that are due.
+    fn run_timers(&mut self, py: Python<'_>) {
+        let deadline = self.next_timer_deadline();
+        let Some(deadline) = deadline else { return };
+        let now = Instant::now();
+        if deadline > now {
+            return;
+        }
+        self.expire_idle(py, now);
+        let mut due = std::mem::take(&mut self.due);
+        py_timers::take_due(now, &mut due);
+        for handle in due.drain(..) {
+            self.run_python_timer(py, &handle);
+        }
+        self.due = due;
+    }
+
+    fn next_timer_deadline(&mut self) -> Option<Instant> {
+        timers::earliest(self.idle.next_deadline(), py_timers::next_deadline())
+    }
+
+    fn expire_idle(&mut self, py: Python<'_>, now: Instant) {
+        let Some(limit) = self.idle_timeout else { return };
+        let mut due = Vec::new();
+        self.idle.take_due(now, &mut due);
+        for (_, (fd, conn_id)) in due {
+            let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::as_mut) else { continue };
+            if conn.conn_id != conn_id {
+                continue;
+            }
+            // Events only stamp the connection; its timer is moved here, when
+            // it fires early, rather than on every event.
+            let idle_until = conn.last_event + limit;
+            if idle_until > now {
+                conn.idle_timer = Some(self.idle.insert(idle_until, (fd, conn_id)));
+            } else {
+                conn.idle_timer = None;
+                self.close(py, fd, CloseReason::IdleTimeout);
+            }
+        }
+    }
+
+    fn run_python_timer(&mut self, py: Python<'_>, handle: &Py<TimerHandle>) {
+        let handle = handle.get();
+        let Some((callback, args)) = handle.take_call() else { return };
+        let owner = handle.owner();
+        if let Some(owner) = owner {
+            // Cancelled with its connection; checked again all the same.
+            if !self.connection(owner.fd).is_some_and(|c| c.conn_id == owner.conn_id) {
+                return;
+            }
+        }
+        let Some(bridge) = &self.bridge else { return };
+        let fd = owner.map_or(-1, |o| o.fd);
+        let result = bridge.call_timer(py, fd, callback.bind(py), args.bind(py));
+        match (owner, result) {
+            (Some(owner), Ok(Some(action))) => self.apply_timer_action(py, owner.fd, action),
+            (_, Ok(_)) => {}
+            (Some(owner), Err(e)) => {
+                if self.connection(owner.fd).is_some_and(|c| c.conn_id == owner.conn_id) {
+                    let reason = self.callback_failed(e);
+                    self.close(py, owner.fd, reason);
+                } else {
+                    self.callback_failed(e);
+                }
+            }
+            (None, Err(e)) => {
+                self.callback_failed(e);
+            }
+        }
+    }
+
+    /// What a connection's timer callback returned: nothing fired, so
+    /// `"continue"` (like `None`) leaves the connection as it is.
+    fn apply_timer_action(&mut self, py: Python<'_>, fd: RawFd, action: Action) {
+        match action {
+            Action::Continue | Action::AsyncPending => {}
+            other => self.apply(py, fd, Interest::NONE, Ok(other)),
+        }
     }
 
     fn close_all(&mut self, py: Python<'_>) {

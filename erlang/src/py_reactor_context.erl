@@ -33,6 +33,10 @@
 %% <dt>`app_callable' (`atom() | unicode:chardata()')</dt>
 %% <dd>An attribute of `app_module' that must be callable; it becomes the
 %%     protocol factory.</dd>
+%% <dt>`idle_timeout' (`timeout()', milliseconds, default `infinity')</dt>
+%% <dd>A connection with no readiness event (nothing to read, no write
+%%     completed) for that long is closed by the port: `connection_lost()'
+%%     runs and the connection ends with reason `idle_timeout'.</dd>
 %% <dt>`python_path' (`[file:filename_all()]', default `[]')</dt>
 %% <dd>Directories prepended to `sys.path' (made absolute).</dd>
 %% <dt>`name' (`atom()')</dt>
@@ -121,6 +125,7 @@
                   app_module => atom() | unicode:chardata(),
                   app_callable => atom() | unicode:chardata(),
                   python_path => [file:filename_all()],
+                  idle_timeout => timeout(),
                   name => atom(),
                   default => boolean(),
                   start_timeout => timeout(),
@@ -555,6 +560,7 @@ check_opt(python_path, Dirs) when is_list(Dirs) ->
     catch
         error:_ -> error
     end;
+check_opt(idle_timeout, T) when T =:= infinity; is_integer(T), T > 0, T < 1 bsl 64 -> {ok, T};
 check_opt(name, Name) when is_atom(Name), Name =/= undefined -> {ok, Name};
 check_opt(default, Bool) when is_boolean(Bool) -> {ok, Bool};
 check_opt(start_timeout, T) when T =:= infinity; is_integer(T), T >= 0 -> {ok, T};
@@ -576,7 +582,8 @@ check_opt(Key, _Value) when Key =:= max_connections; Key =:= name;
                             Key =:= default; Key =:= start_timeout;
                             Key =:= stop_timeout; Key =:= python_path;
                             Key =:= port_executable; Key =:= env;
-                            Key =:= record; Key =:= record_bytes ->
+                            Key =:= record; Key =:= record_bytes;
+                            Key =:= idle_timeout ->
     error;
 check_opt(_Key, _Value) ->
     unknown.
@@ -710,7 +717,7 @@ connect_aux(Path) ->
 
 setup(Opts, Deadline, State = #state{id = Id, next_ref = Ref}) ->
     SetupOpts0 = maps:with([setup_code, app_module, app_callable, python_path,
-                            max_connections], Opts),
+                            max_connections, idle_timeout], Opts),
     ContextId = case convertible(Id) of
         true -> Id;
         false -> iolist_to_binary(io_lib:format("~0p", [Id]))
@@ -1082,6 +1089,9 @@ log_closed(_ConnId, Reason, _State) when Reason =:= normal; Reason =:= eof;
 log_closed(ConnId, {error, Errno}, State) when Errno =:= emfile; Errno =:= enfile ->
     ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: it is out of "
                  "descriptors (~0p)", [State#state.id, ConnId, Errno]);
+log_closed(ConnId, idle_timeout, State) ->
+    ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: idle_timeout",
+               [State#state.id, ConnId]);
 log_closed(ConnId, {error, Errno}, State) ->
     ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: ~0p",
                [State#state.id, ConnId, Errno]);
