@@ -154,6 +154,7 @@ stop_listener(Name) ->
                 py_reactor_sup -> supervisor:delete_child(Parent, ChildId);
                 _ -> ok
             end,
+            ok = close_own_socket(L),
             ok = remove_unix_path(L),
             ok;
         error ->
@@ -306,6 +307,14 @@ parent(Sup) ->
         [Parent | _] -> Parent;
         _ -> py_reactor_sup
     end.
+
+%% The socket died with the listener's supervisor; closed here too, so that
+%% it is closed for certain when stop_listener/1 returns.
+close_own_socket(#{adopted := true}) ->
+    ok;
+close_own_socket(#{socket := Socket}) ->
+    _ = catch gen_tcp:close(Socket),
+    ok.
 
 remove_unix_path(#{socket := _Socket, unix_path := Path}) ->
     _ = file:delete(Path),

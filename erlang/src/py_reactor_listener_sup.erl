@@ -37,6 +37,7 @@ init({Name, Opts}) ->
                   max_connections => maps:get(max_connections, Opts),
                   accept => Accept,
                   socket => Socket,
+                  adopted => is_map_key(listen_socket, Opts),
                   drain_timeout => maps:get(drain_timeout, Opts)},
     case py_reactor_server:register_listener(Name, maps:merge(Listener0,
                                                               maps:with([unix_path], Opts))) of
