@@ -106,14 +106,19 @@ run: build
 	@test -n "$(EXAMPLES_ERL)" || { echo "make run: no examples/*.erl to run" >&2; exit 1; }
 	install -d $(EXAMPLES_EBIN)
 	$(ERLC) -o $(EXAMPLES_EBIN) -pa _build/default/lib/py_reactor/ebin $(EXAMPLES_ERL)
-	$(ERL) -noshell -pa _build/default/lib/*/ebin -pa $(EXAMPLES_EBIN) \
+	@# +Bd: no BREAK menu, so the first Ctrl-C (SIGINT) ends the VM; the
+	@# port program sees its stdin close and stops too.
+	$(ERL) +Bd -noshell -pa _build/default/lib/*/ebin -pa $(EXAMPLES_EBIN) \
 	    -eval 'py_reactor_example:main($(PORT))'
 
-## example-recording: record examples/recordings/http_bug.rec again, a real
-## session of an HTTP protocol with a bug (see README.md, "Reproducing a
-## protocol bug offline")
+## example-recording: record a real session of an HTTP protocol with a bug
+## (see README.md, "Reproducing a protocol bug offline") into
+## RECORDING (default _build/recordings/http_bug.rec, which git ignores);
+## `make example-recording RECORDING=examples/recordings/http_bug.rec`
+## replaces the committed recording
+RECORDING ?= _build/recordings/http_bug.rec
 example-recording: build
-	escript examples/recordings/record_example.escript
+	escript examples/recordings/record_example.escript $(RECORDING)
 
 ## clean: remove every build output
 clean:
@@ -141,12 +146,15 @@ soak: build
 BENCH_EBIN := _build/bench/ebin
 
 ## bench: every workload against every system (py_reactor, asyncio, uvloop,
-## gen_tcp, native), alternating; writes bench/results/latest.json and .png
-## and the results section of docs/performance.md (about 10 minutes)
+## gen_tcp, native), alternating; updates the committed results:
+## bench/results/latest.json and .png and the results section of
+## docs/performance.md (about 10 minutes)
 bench: bench-prepare
-	$(PYTHON) bench/run.py
+	$(PYTHON) bench/run.py --update-committed
 
-## bench-quick: the same workloads with fewer and shorter runs (under 2 minutes)
+## bench-quick: the same workloads with fewer and shorter runs (under 2
+## minutes); writes _build/bench/results/latest.json and .png, which git
+## ignores, and changes no committed file
 bench-quick: bench-prepare
 	$(PYTHON) bench/run.py --quick
 

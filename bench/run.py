@@ -19,11 +19,13 @@ hits all alike. The servers run on CPU 1 and the load generators (wrk,
 bench/native's bench_load, the nif_bench Erlang client) on CPU 0 (taskset);
 the ping-pong workloads are also run with both on CPU 0 ("same_core").
 
-Writes bench/results/latest.json (``machine``, ``run``, ``results``: a list of
-``{"workload", "system", "metric", "value", ...}`` objects, ``targets``),
-bench/results/latest.png, and the results section of docs/performance.md, and
-prints the tables. Exits 1 if any measurement failed (the others are still
-written).
+Writes a result file (``machine``, ``run``, ``results``: a list of
+``{"workload", "system", "metric", "value", ...}`` objects, ``targets``) and
+its chart, and prints the tables. By default they go to _build/bench/results/
+(ignored by git), and no committed file changes; ``--update-committed`` (what
+``make bench`` passes) writes bench/results/latest.json, bench/results/latest.png
+and the results section of docs/performance.md instead. Exits 1 if any
+measurement failed (the others are still written).
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ import report
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+# Results under version control, written only with --update-committed.
+COMMITTED_RESULTS = BENCH / "results"
+# Where exploratory runs write by default: ignored by git.
+LOCAL_RESULTS = ROOT / "_build/bench/results"
 PROTOCOLS = BENCH / "protocols"
 NATIVE_BIN = BENCH / "native/target/release"
 APP_EBIN = ROOT / "_build/default/lib/py_reactor/ebin"
@@ -791,6 +797,24 @@ def check_prerequisites() -> None:
         sys.exit("bench: needs at least 2 CPUs (the server on CPU 1, the load generator on CPU 0)")
 
 
+def output_paths(
+    update_committed: bool, out: str | None, chart: str | None, docs: str | None
+) -> tuple[Path, Path, Path | None]:
+    """Where a run writes: (result file, chart, docs page or None).
+
+    Paths given win; the others are the committed files with
+    ``update_committed``, else files under _build/bench/results/, ignored by
+    git, and no docs page.
+    """
+    base = COMMITTED_RESULTS if update_committed else LOCAL_RESULTS
+    default_docs = ROOT / "docs/performance.md" if update_committed else None
+    return (
+        Path(out) if out else base / "latest.json",
+        Path(chart) if chart else base / "latest.png",
+        Path(docs) if docs else default_docs,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run every benchmark workload against every system."
@@ -805,14 +829,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workloads", help=f"comma-separated subset of {','.join(WORKLOADS)}")
     parser.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEMS)}")
-    parser.add_argument("--out", default=str(BENCH / "results/latest.json"), help="result file")
-    parser.add_argument("--chart", default=str(BENCH / "results/latest.png"), help="chart file")
     parser.add_argument(
-        "--docs", default=str(ROOT / "docs/performance.md"), help="docs page to update"
+        "--update-committed",
+        action="store_true",
+        help="write the committed results: bench/results/latest.json and .png and the results "
+        "section of docs/performance.md (what `make bench` does)",
     )
-    parser.add_argument("--no-docs", action="store_true", help="leave docs/performance.md alone")
+    parser.add_argument(
+        "--out", help=f"result file (default {LOCAL_RESULTS / 'latest.json'}, or the committed one)"
+    )
+    parser.add_argument(
+        "--chart", help=f"chart file (default {LOCAL_RESULTS / 'latest.png'}, or the committed one)"
+    )
+    parser.add_argument(
+        "--docs", help="docs page whose results section to update (default: none, or "
+        "docs/performance.md with --update-committed)"
+    )
+    parser.add_argument("--no-docs", action="store_true", help="update no docs page")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     args = parser.parse_args(argv)
+    args.out, args.chart, docs = output_paths(args.update_committed, args.out, args.chart, args.docs)
+    if args.no_docs:
+        docs = None
+    args.docs, args.no_docs = str(docs) if docs else None, docs is None
 
     cfg = QUICK if args.quick else FULL
     if args.runs:
@@ -877,6 +916,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     print(report.text_tables(data))
+    Path(args.chart).parent.mkdir(parents=True, exist_ok=True)
     report.draw_chart(data, Path(args.chart))
     if not args.no_docs:
         docs = Path(args.docs)

@@ -25,7 +25,9 @@ pub struct SetupOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Setup { reference: Term, options: SetupOptions },
-    Handoff { conn_id: u64, client_info: Term },
+    /// `initial_data`: bytes the VM had already read from the connection,
+    /// delivered to the protocol before anything the port reads.
+    Handoff { conn_id: u64, client_info: Term, initial_data: Vec<u8> },
     Stats { reference: Term },
     Exec { reference: Term, code: String },
     Eval { reference: Term, expr: String },
@@ -70,11 +72,25 @@ impl Request {
                     .map_err(|reason| bad("setup", &reference, &reason))?;
                 Ok(Request::Setup { reference, options })
             }
-            ("handoff", 3) => {
+            ("handoff", 3 | 4) => {
+                let initial_data = if arity == 4 {
+                    let data = elements.pop().expect("arity checked");
+                    match as_bytes(&data) {
+                        Some(bytes) => bytes.to_vec(),
+                        None => {
+                            return Err(RequestError::Unknown(format!(
+                                "handoff with initial data that is not a binary: {}",
+                                brief(&data)
+                            )))
+                        }
+                    }
+                } else {
+                    Vec::new()
+                };
                 let client_info = elements.pop().expect("arity checked");
                 let id = elements.pop().expect("arity checked");
                 match as_u64(&id) {
-                    Some(conn_id) if conn_id > 0 => Ok(Request::Handoff { conn_id, client_info }),
+                    Some(conn_id) if conn_id > 0 => Ok(Request::Handoff { conn_id, client_info, initial_data }),
                     _ => Err(RequestError::Unknown(format!(
                         "handoff with a connection id that is not a positive 64-bit integer: {}",
                         brief(&id)
@@ -392,8 +408,16 @@ mod tests {
         );
         assert_eq!(
             req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![])])),
-            Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]) })
+            Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]), initial_data: vec![] })
         );
+        assert_eq!(
+            req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![]), binary(b"GET".to_vec())])),
+            Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]), initial_data: b"GET".to_vec() })
+        );
+        assert!(matches!(
+            req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![]), atom("x")])),
+            Err(RequestError::Unknown(_))
+        ));
         let opts = atom_map(vec![
             ("setup_code", binary(b"pass".to_vec())),
             ("max_connections", integer(2)),

@@ -86,6 +86,9 @@ pub struct Reactor {
     counters: Counters,
     ready: Vec<Ready>,
     exit: Option<Exit>,
+    /// Bytes the VM had read before a handoff, by connection id, until the
+    /// connection opens (or is refused).
+    initial_data: std::collections::HashMap<u64, Vec<u8>>,
 }
 
 impl Reactor {
@@ -132,6 +135,7 @@ impl Reactor {
             counters: Counters::default(),
             ready: Vec::with_capacity(256),
             exit: None,
+            initial_data: std::collections::HashMap::new(),
         })
     }
 
@@ -331,7 +335,11 @@ impl Reactor {
                 };
                 self.notify(notice);
             }
-            Request::Handoff { conn_id, client_info } => {
+            Request::Handoff { conn_id, client_info, initial_data } => {
+                // A duplicate id keeps the data of the connection that has it.
+                if !initial_data.is_empty() && !self.initial_data.contains_key(&conn_id) {
+                    self.initial_data.insert(conn_id, initial_data);
+                }
                 match self.pairing.offer_frame(conn_id, client_info, Instant::now()) {
                     Offer::Paired(paired) => self.open(py, paired),
                     Offer::Waiting => {}
@@ -462,6 +470,7 @@ impl Reactor {
             )));
         }
         for conn_id in expired.frames {
+            self.initial_data.remove(&conn_id);
             self.counters.refused_handoffs += 1;
             self.notify(Notice::Closed { conn_id, reason: CloseReason::FdNotReceived });
         }
@@ -471,6 +480,7 @@ impl Reactor {
 
     fn open(&mut self, py: Python<'_>, paired: Paired) {
         let Paired { conn_id, fd, client_info } = paired;
+        let initial_data = self.initial_data.remove(&conn_id).unwrap_or_default();
         let refuse = |this: &mut Self, reason: CloseReason| {
             this.counters.refused_handoffs += 1;
             this.notify(Notice::Closed { conn_id, reason });
@@ -499,7 +509,13 @@ impl Reactor {
                     self.connections.resize_with(slot + 1, || None);
                 }
                 self.connections[slot] = Some(Connection { conn_id, fd, protocol });
-                self.select(py, raw, Interest::READ);
+                if initial_data.is_empty() {
+                    self.select(py, raw, Interest::READ);
+                } else {
+                    // Not recorded as a read: the handoff frame carries it,
+                    // and a replay delivers it from there again.
+                    self.deliver(py, raw, initial_data);
+                }
             }
             Err(e) => {
                 let reason = self.callback_failed(e);
@@ -521,21 +537,27 @@ impl Reactor {
         match result {
             Ok(0) => self.close(py, fd, CloseReason::Eof),
             Ok(n) => {
-                self.shared.bytes_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                self.counters.total_requests += 1;
                 if n < SHRINK_BELOW {
                     data.shrink_to_fit();
                 }
-                let Some(conn) = self.connection(fd) else { return };
-                let result = match &self.bridge {
-                    Some(bridge) => bridge.data_received(py, fd, &conn.protocol, data),
-                    None => return,
-                };
-                self.apply(py, fd, Interest::READ, result);
+                self.deliver(py, fd, data);
             }
             Err(Errno::EAGAIN | Errno::EINTR) => self.select(py, fd, Interest::READ),
             Err(errno) => self.close(py, fd, CloseReason::Io(errno)),
         }
+    }
+
+    /// Hands bytes read from `fd` (or by the VM before the handoff) to
+    /// `data_received` and acts on the action it returns.
+    fn deliver(&mut self, py: Python<'_>, fd: RawFd, data: Vec<u8>) {
+        self.shared.bytes_in.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.counters.total_requests += 1;
+        let Some(conn) = self.connection(fd) else { return };
+        let result = match &self.bridge {
+            Some(bridge) => bridge.data_received(py, fd, &conn.protocol, data),
+            None => return,
+        };
+        self.apply(py, fd, Interest::READ, result);
     }
 
     fn on_writable(&mut self, py: Python<'_>, fd: RawFd) {
@@ -649,6 +671,7 @@ impl Reactor {
         }
         let (frames, fds) = self.pairing.drain();
         drop(fds);
+        self.initial_data.clear();
         for conn_id in frames {
             self.notify(Notice::Closed { conn_id, reason: CloseReason::Stopped });
         }

@@ -205,14 +205,19 @@ start_link(Id, Mode) ->
 %% `Id' is any term; the specification uses positive integers. It names the
 %% context in its logs and in {@link stats/1}.
 -spec start_link(term(), mode(), opts()) -> {ok, pid()} | {error, term()}.
-start_link(Id, Mode, Opts) when is_map(Opts) ->
+start_link(Id, Mode, Opts) ->
     case is_mode(Mode) of
         false ->
             {error, {bad_mode, Mode}};
+        true when not is_map(Opts) ->
+            {error, {bad_argument, {opts, Opts}}};
         true ->
             case check_opts(Opts) of
                 {ok, Opts1} ->
-                    proc_lib:start_link(?MODULE, init, [self(), Id, Mode, Opts1]);
+                    case py_reactor_opts:check_setup(Opts1) of
+                        ok -> proc_lib:start_link(?MODULE, init, [self(), Id, Mode, Opts1]);
+                        {error, Reason} -> {error, Reason}
+                    end;
                 {error, Reason} ->
                     {error, Reason}
             end
@@ -225,13 +230,16 @@ start_link(Id, Mode, Opts) when is_map(Opts) ->
 %% context stopped with {@link stop/1} stays stopped, a context whose port
 %% died is restarted) and `shutdown' to the `stop_timeout' option plus 2000
 %% milliseconds.
--spec child_spec(child_args()) -> supervisor:child_spec().
+-spec child_spec(child_args()) -> supervisor:child_spec() | {error, term()}.
+child_spec(Args) when not is_map(Args); not is_map_key(id, Args) ->
+    {error, {bad_argument, {child_args, Args}}};
 child_spec(Args = #{id := Id}) ->
     Mode = maps:get(mode, Args, worker),
     Opts = maps:get(opts, Args, #{}),
-    Shutdown = case maps:get(stop_timeout, Opts, 5000) of
+    Shutdown = case is_map(Opts) andalso maps:get(stop_timeout, Opts, 5000) of
         infinity -> infinity;
-        StopTimeout when is_integer(StopTimeout) -> StopTimeout + 2000
+        StopTimeout when is_integer(StopTimeout) -> StopTimeout + 2000;
+        _NotChecked -> 7000 % start_link/3 returns the error.
     end,
     #{id => {?MODULE, Id},
       start => {?MODULE, start_link, [Id, Mode, Opts]},
@@ -271,10 +279,18 @@ handoff(Fd, ClientInfo) ->
 %% `{error, {aux_socket, Posix}}' when the descriptor could not be passed
 %% (`ebadf' for a closed descriptor, for instance).
 -spec handoff(server(), non_neg_integer(), client_info()) -> ok | {error, term()}.
-handoff(Ctx, Fd, ClientInfo) when is_integer(Fd), Fd >= 0, is_map(ClientInfo) ->
-    case normalise_client_info(ClientInfo) of
-        {ok, ClientInfo1} ->
-            safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity);
+handoff(Ctx, Fd, ClientInfo) ->
+    handoff(Ctx, Fd, ClientInfo, <<>>).
+
+handoff(Ctx, Fd, ClientInfo, InitialData) ->
+    case py_reactor_opts:check_args([{ctx, Ctx}, {fd, Fd}, {client_info, ClientInfo}]) of
+        ok ->
+            case normalise_client_info(ClientInfo) of
+                {ok, ClientInfo1} ->
+                    safe_call(Ctx, {handoff, Fd, ClientInfo1, InitialData}, infinity);
+                {error, Reason} ->
+                    {error, Reason}
+            end;
         {error, Reason} ->
             {error, Reason}
     end.
@@ -289,16 +305,48 @@ handoff(Ctx, Fd, ClientInfo) when is_integer(Fd), Fd >= 0, is_map(ClientInfo) ->
 %% `ok' closes the VM's socket. On `{error, Reason}' the socket is left open:
 %% the caller still owns it and must close it (or try another context).
 %%
-%% The socket should be passive (`{active, false}'): data the VM has already
-%% read is not passed on. `gen_tcp' sockets of the `socket' backend
-%% (`{inet_backend, socket}') have no `inet:getfd/1' and are refused with
-%% `{error, {getfd, Reason}}'.
+%% Nothing the client sent is lost, whatever the socket's `active' mode:
+%% a `gen_tcp' socket is made passive, and the bytes the VM has already
+%% received for it (the caller's `{tcp, Socket, Data}' messages, so the caller
+%% must be its controlling process, and what the driver holds) are given to
+%% the protocol as its first `data_received', before anything the port reads
+%% (see {@link py_reactor_socket}). If the handoff is refused, those bytes go
+%% back to the caller's mailbox as one `{tcp, Socket, Data}' message and the
+%% `active' option is restored. A `gen_tcp' socket with a `packet' option
+%% other than `raw' is refused with `{error, {packet, Type}}'.
+%% `gen_tcp' sockets of the `socket' backend (`{inet_backend, socket}') have
+%% no `inet:getfd/1' and are refused with `{error, {getfd, Reason}}'. A
+%% `Socket' that is no socket at all gives
+%% `{error, {bad_argument, {socket, Socket}}}'.
 -spec handoff_socket(server(), gen_tcp:socket() | socket:socket(), client_info())
     -> ok | {error, term()}.
-handoff_socket(Ctx, Socket, ClientInfo) when is_map(ClientInfo) ->
+handoff_socket(Ctx, Socket, ClientInfo) ->
+    case py_reactor_opts:check_args([{ctx, Ctx}, {socket, Socket},
+                                     {client_info, ClientInfo}]) of
+        ok -> handoff_socket1(Ctx, Socket, ClientInfo);
+        {error, Reason} -> {error, Reason}
+    end.
+
+handoff_socket1(Ctx, {'$socket', _} = Socket, ClientInfo) ->
+    handoff_socket2(Ctx, Socket, ClientInfo, <<>>);
+handoff_socket1(Ctx, Socket, ClientInfo) ->
+    case py_reactor_socket:take_received(Socket) of
+        {ok, Data, Taken} ->
+            case handoff_socket2(Ctx, Socket, ClientInfo, Data) of
+                ok ->
+                    ok;
+                {error, Reason} ->
+                    ok = py_reactor_socket:put_back(Socket, Taken),
+                    {error, Reason}
+            end;
+        {error, Reason} ->
+            {error, Reason}
+    end.
+
+handoff_socket2(Ctx, Socket, ClientInfo, Data) ->
     case socket_fd_and_peer(Socket) of
         {ok, Fd, PeerInfo} ->
-            case handoff(Ctx, Fd, maps:merge(PeerInfo, ClientInfo)) of
+            case handoff(Ctx, Fd, maps:merge(PeerInfo, ClientInfo), Data) of
                 ok ->
                     ok = close_socket(Socket);
                 {error, Reason} ->
@@ -309,7 +357,7 @@ handoff_socket(Ctx, Socket, ClientInfo) when is_map(ClientInfo) ->
     end.
 
 %% @equiv stats(Ctx, 5000)
--spec stats(server()) -> stats().
+-spec stats(server()) -> stats() | {error, term()}.
 stats(Ctx) ->
     stats(Ctx, ?DEFAULT_STATS_TIMEOUT).
 
@@ -321,15 +369,24 @@ stats(Ctx) ->
 %% closed), `refused_handoffs' (refused by the context, plus any refused by
 %% the port's own limit), and, from the port, `total_requests' (calls of
 %% `data_received'), `bytes_in', `bytes_out', `python_errors' and
-%% `pending_fds'. Exits like `gen_server:call/3' when the context is not alive
-%% or does not answer within `Timeout'.
--spec stats(server(), timeout()) -> stats().
+%% `pending_fds'. `python_errors' counts the connections closed by a fault
+%% of the protocol: an exception raised by the factory or a callback
+%% (`connection_made', `data_received', `write_ready', `connection_lost'), or
+%% a callback returning something that is not an action (`bad_action').
+%%
+%% Errors, as for {@link exec/3}: `{error, no_reactor_context}' when `Ctx'
+%% is not alive, `{error, timeout}' when it does not answer within
+%% `Timeout', `{error, {bad_argument, {Name, Value}}}'.
+-spec stats(server(), timeout()) -> stats() | {error, term()}.
 stats(Ctx, Timeout) ->
-    case gen_server:call(Ctx, {request, stats, []}, Timeout) of
-        {ok, Stats} ->
-            Stats;
+    case py_reactor_opts:check_args([{ctx, Ctx}, {timeout, Timeout}]) of
+        ok ->
+            case request(Ctx, stats, [], Timeout) of
+                {ok, Stats} -> Stats;
+                {error, Reason} -> {error, Reason}
+            end;
         {error, Reason} ->
-            exit({Reason, {?MODULE, stats, [Ctx, Timeout]}})
+            {error, Reason}
     end.
 
 %% @doc Stops the context: the port calls `connection_lost()' for every open
@@ -341,12 +398,20 @@ stats(Ctx, Timeout) ->
 %% alive. A context supervised with restart `permanent' is restarted by its
 %% supervisor; stop a context of {@link py_reactor_sup} with
 %% {@link py_reactor_sup:stop_context/1}.
--spec stop(server()) -> ok.
+%% A `Ctx' that is neither a pid nor an atom gives
+%% `{error, {bad_argument, {ctx, Ctx}}}'.
+-spec stop(server()) -> ok | {error, term()}.
 stop(Ctx) ->
-    try
-        gen_server:stop(Ctx, normal, infinity)
-    catch
-        exit:noproc -> ok
+    case py_reactor_opts:check_args([{ctx, Ctx}]) of
+        ok ->
+            try
+                gen_server:stop(Ctx, normal, infinity)
+            catch
+                exit:noproc -> ok;
+                exit:normal -> ok % It stopped by itself meanwhile.
+            end;
+        {error, Reason} ->
+            {error, Reason}
     end.
 
 %% @equiv exec(Ctx, Code, 30000)
@@ -364,7 +429,7 @@ exec(Ctx, Code) ->
 %% alive, `{error, {port_exited | port_killed, _}}' when the port died.
 -spec exec(server(), unicode:chardata(), timeout()) -> ok | {error, term()}.
 exec(Ctx, Code, Timeout) ->
-    request(Ctx, exec, [to_binary(Code)], Timeout).
+    checked_request(Ctx, exec, [{code, Code}], [], Timeout).
 
 %% @equiv eval(Ctx, Expr, 30000)
 -spec eval(server(), unicode:chardata()) -> {ok, term()} | {error, term()}.
@@ -378,7 +443,7 @@ eval(Ctx, Expr) ->
 %% {@link exec/3}.
 -spec eval(server(), unicode:chardata(), timeout()) -> {ok, term()} | {error, term()}.
 eval(Ctx, Expr, Timeout) ->
-    request(Ctx, eval, [to_binary(Expr)], Timeout).
+    checked_request(Ctx, eval, [{expr, Expr}], [], Timeout).
 
 %% @equiv call(Ctx, Module, Function, Args, 30000)
 -spec call(server(), atom() | unicode:chardata(), atom() | unicode:chardata(), [term()])
@@ -394,8 +459,11 @@ call(Ctx, Module, Function, Args) ->
 %% in milliseconds or `infinity'. Results and other errors as {@link eval/3}.
 -spec call(server(), atom() | unicode:chardata(), atom() | unicode:chardata(), [term()],
            timeout()) -> {ok, term()} | {error, term()}.
-call(Ctx, Module, Function, Args, Timeout) when is_list(Args) ->
-    request(Ctx, call, [to_binary(Module), to_binary(Function), Args], Timeout).
+call(Ctx, Module, Function, Args, Timeout) ->
+    case py_reactor_opts:check_args([{args, Args}]) of
+        ok -> checked_request(Ctx, call, [{module, Module}, {function, Function}], [Args], Timeout);
+        {error, Reason} -> {error, Reason}
+    end.
 
 %% proc_lib.
 
@@ -403,6 +471,7 @@ call(Ctx, Module, Function, Args, Timeout) when is_list(Args) ->
 -spec init(pid(), term(), mode(), map()) -> no_return().
 init(Parent, Id, Mode, Opts) ->
     process_flag(trap_exit, true),
+    ok = py_reactor_log:ensure_visible(),
     logger:set_process_metadata(#{py_reactor_context => Id, domain => [py_reactor]}),
     case register_names(Opts) of
         ok ->
@@ -429,12 +498,14 @@ init(Args) ->
 %% @private
 -spec handle_call(term(), gen_server:from(), state())
     -> {reply, term(), state()} | {noreply, state()}.
-handle_call({handoff, _Fd, _ClientInfo}, _From,
+handle_call({handoff, Fd, ClientInfo}, From, State) ->
+    handle_call({handoff, Fd, ClientInfo, <<>>}, From, State);
+handle_call({handoff, _Fd, _ClientInfo, _Data}, _From,
             State = #state{conns = Conns, max_connections = Max, refused = Refused})
         when map_size(Conns) >= Max ->
     {reply, {error, max_connections}, State#state{refused = Refused + 1}};
-handle_call({handoff, Fd, ClientInfo}, _From, State) ->
-    {Reply, State1} = do_handoff(Fd, ClientInfo, State),
+handle_call({handoff, Fd, ClientInfo, Data}, _From, State) ->
+    {Reply, State1} = do_handoff(Fd, ClientInfo, Data, State),
     {reply, Reply, State1};
 handle_call({request, Kind, Args}, From, State) ->
     do_request(Kind, Args, From, State);
@@ -869,7 +940,7 @@ signal_name(N) -> N.
 
 %% Internal: handoff and requests.
 
-do_handoff(Fd, ClientInfo, State = #state{sock = Sock, next_conn_id = ConnId,
+do_handoff(Fd, ClientInfo, Data, State = #state{sock = Sock, next_conn_id = ConnId,
                                           conns = Conns, total = Total}) ->
     Msg = #{iov => [<<ConnId:64/big>>],
             ctrl => [#{level => socket, type => rights, data => <<Fd:32/native>>}]},
@@ -877,7 +948,11 @@ do_handoff(Fd, ClientInfo, State = #state{sock = Sock, next_conn_id = ConnId,
         ok ->
             ClientInfo1 = ClientInfo#{reactor_pid => self(), conn_id => ConnId},
             State1 = State#state{next_conn_id = ConnId + 1},
-            case send_frame({handoff, ConnId, ClientInfo1}, State1) of
+            Frame = case Data of
+                <<>> -> {handoff, ConnId, ClientInfo1};
+                _ -> {handoff, ConnId, ClientInfo1, Data}
+            end,
+            case send_frame(Frame, State1) of
                 ok ->
                     {ok, State1#state{conns = Conns#{ConnId => true}, total = Total + 1}};
                 {error, Reason} ->
@@ -913,6 +988,18 @@ do_request(Kind, Args, From, State = #state{next_ref = Ref, requests = Requests}
 request(Ctx, Kind, Args, Timeout) ->
     safe_call(Ctx, {request, Kind, Args}, Timeout).
 
+%% A request whose text arguments ({Name, Value}) become binaries; bad
+%% arguments are answered without calling the context.
+checked_request(Ctx, Kind, TextArgs, OtherArgs, Timeout) ->
+    case py_reactor_opts:check_args([{ctx, Ctx}, {timeout, Timeout} | TextArgs]) of
+        ok ->
+            Texts = [Bin || {Name, Value} <- TextArgs,
+                            {ok, Bin} <- [py_reactor_opts:text(Name, Value)]],
+            request(Ctx, Kind, Texts ++ OtherArgs, Timeout);
+        {error, Reason} ->
+            {error, Reason}
+    end.
+
 safe_call(Ctx, Request, Timeout) ->
     try
         gen_server:call(Ctx, Request, Timeout)
@@ -920,6 +1007,8 @@ safe_call(Ctx, Request, Timeout) ->
         exit:{timeout, {gen_server, call, _}} ->
             {error, timeout};
         exit:{noproc, {gen_server, call, _}} ->
+            {error, no_reactor_context};
+        exit:{{nodedown, _}, {gen_server, call, _}} ->
             {error, no_reactor_context};
         exit:{Reason, {gen_server, call, _}} ->
             {error, {context_exited, Reason}}

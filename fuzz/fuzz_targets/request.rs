@@ -84,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
             };
             let fields = &t.elements;
             match request {
-                Request::Handoff { conn_id, client_info } => {
+                Request::Handoff { conn_id, client_info, .. } => {
                     assert!(conn_id > 0);
                     assert_eq!(canon(&client_info), canon(&fields[2]));
                     sent(&Notice::Closed {
