@@ -62,7 +62,7 @@ refused_handoff_puts_back(_Config) ->
     {ok, Ctx} = py_reactor_context:start_link(1, worker, ctx_opts("Echo", #{max_connections => 1})),
     {ok, L} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}}]),
     {ok, Port} = inet:port(L),
-    {ok, C1} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}]),
+    {ok, _C1} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}]),
     {ok, S1} = gen_tcp:accept(L),
     ok = py_reactor_context:handoff_socket(Ctx, S1, #{}),
     {ok, C2} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}]),
