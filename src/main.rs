@@ -85,13 +85,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run a Python program in the port's embedded interpreter:
-    /// `-m MODULE [ARGS]`, `-c CODE [ARGS]` or `SCRIPT [ARGS]`.
+    /// Run Python in the port's embedded interpreter, where the `erlang`
+    /// package works: `-c CODE [ARGS]`, `-m MODULE [ARGS]`, `SCRIPT [ARGS]`,
+    /// `-` (the program on stdin), `--version`; no argument gives an
+    /// interactive interpreter (or runs stdin when it is not a terminal).
     Python {
         /// Directory holding the `erlang` Python package (default: found next to this binary).
         #[arg(long)]
         python_dir: Option<PathBuf>,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
 }

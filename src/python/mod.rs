@@ -161,6 +161,20 @@ fn code(text: &str) -> Result<CString, PythonError> {
     })
 }
 
+/// What `py_reactor_port python` accepts.
+pub const PROGRAM_USAGE: &str = "usage: py_reactor_port python [-c CODE | -m MODULE | SCRIPT | -] [ARGS...]
+       py_reactor_port python --version
+With no argument: an interactive interpreter when stdin is a terminal, else the
+program read from stdin. No other option of `python3` is accepted.";
+
+/// Runs `source` as the program `__main__`, named `filename` in tracebacks.
+fn run_source(py: Python<'_>, source: &str, filename: &str) -> PyResult<()> {
+    let builtins = py.import("builtins")?;
+    let code = builtins.call_method1("compile", (source, filename, "exec"))?;
+    builtins.call_method1("exec", (code, main_dict(py)?))?;
+    Ok(())
+}
+
 fn main_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(py.import("__main__")?.dict())
 }
@@ -364,7 +378,7 @@ const ACTION_NAMES: [(&str, Action); 5] = [
 /// available: `-m MODULE ARGS`, `-c CODE ARGS` or `SCRIPT ARGS`. Returns the
 /// exit status.
 pub fn run_program(py: Python<'_>, args: &[String]) -> i32 {
-    let result = (|| -> PyResult<()> {
+    let result = (|| -> PyResult<i32> {
         let sys = py.import("sys")?;
         let runpy = py.import("runpy")?;
         let path = sys.getattr("path")?;
@@ -383,22 +397,52 @@ pub fn run_program(py: Python<'_>, args: &[String]) -> i32 {
                 let source = CString::new(text.as_str())?;
                 py.run(&source, Some(&main_dict(py)?), None)?;
             }
+            [flag] if flag == "--version" || flag == "-V" => {
+                let version = sys.getattr("version")?.str()?.to_string();
+                println!("Python {}", version.split_whitespace().next().unwrap_or(&version));
+            }
+            [flag, ..] if flag == "-h" || flag == "--help" => println!("{PROGRAM_USAGE}"),
+            [] => {
+                sys.setattr("argv", PyList::new(py, [""])?)?;
+                path.call_method1("insert", (0, ""))?;
+                let stdin = sys.getattr("stdin")?;
+                if stdin.call_method0("isatty")?.is_truthy()? {
+                    // Line editing and history when the readline module exists.
+                    let _ = py.import("readline");
+                    let kwargs = PyDict::new(py);
+                    let banner = format!(
+                        "Python {} in py_reactor_port (the erlang package is importable)",
+                        sys.getattr("version")?.str()?
+                    );
+                    kwargs.set_item("banner", banner)?;
+                    kwargs.set_item("exitmsg", "")?;
+                    kwargs.set_item("local", main_dict(py)?)?;
+                    py.import("code")?.call_method("interact", (), Some(&kwargs))?;
+                } else {
+                    run_source(py, &stdin.call_method0("read")?.str()?.to_string(), "<stdin>")?;
+                }
+            }
+            [flag, rest @ ..] if flag == "-" => {
+                sys.setattr("argv", PyList::new(py, std::iter::once(flag).chain(rest))?)?;
+                path.call_method1("insert", (0, ""))?;
+                let source = sys.getattr("stdin")?.call_method0("read")?.str()?.to_string();
+                run_source(py, &source, "<stdin>")?;
+            }
+            [flag, ..] if flag.starts_with('-') => {
+                eprintln!("py_reactor_port python: option {flag} is not supported\n{PROGRAM_USAGE}");
+                return Ok(2);
+            }
             [script, ..] => {
                 sys.setattr("argv", PyList::new(py, args)?)?;
                 let kwargs = PyDict::new(py);
                 kwargs.set_item("run_name", "__main__")?;
                 runpy.call_method("run_path", (script,), Some(&kwargs))?;
             }
-            [] => {
-                return Err(pyo3::exceptions::PyValueError::new_err(
-                    "usage: py_reactor_port python (-m MODULE | -c CODE | SCRIPT) [ARGS...]",
-                ))
-            }
         }
-        Ok(())
+        Ok(0)
     })();
     let status = match result {
-        Ok(()) => 0,
+        Ok(status) => status,
         Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => {
             let code = e.value(py).getattr("code").ok();
             match code {
