@@ -98,9 +98,11 @@ def test_bench_quick_writes_no_committed_file() -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         run = importlib.util.module_from_spec(spec)
+        sys.modules["bench_run"] = run  # dataclasses look their module up there
         spec.loader.exec_module(run)
     finally:
         sys.path.remove(str(ROOT / "bench"))
+        sys.modules.pop("bench_run", None)
     out, chart, docs = run.output_paths(False, None, None, None)
     assert docs is None
     for path in (out, chart):
