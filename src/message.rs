@@ -33,6 +33,9 @@ pub enum Request {
     Eval { reference: Term, expr: String },
     Call { reference: Term, module: String, function: String, args: Vec<Term> },
     Stop { reference: Term },
+    /// `{vm_reply, Id, Result}` that came after its request gave up waiting
+    /// (replies in time are taken by the waiting request, see `vm_request`).
+    LateReply { id: u64 },
 }
 
 /// Why a decoded term is not a request.
@@ -125,6 +128,10 @@ impl Request {
                 };
                 Ok(Request::Call { reference, module, function, args })
             }
+            ("vm_reply", 3) => match as_u64(&elements[1]) {
+                Some(id) => Ok(Request::LateReply { id }),
+                None => Err(RequestError::Unknown(format!("vm_reply with a bad id: {}", brief(&elements[1])))),
+            },
             ("setup" | "handoff" | "stats" | "stop" | "exec" | "eval" | "call", n) => {
                 Err(RequestError::Unknown(format!("{name} request with {} fields", n - 1)))
             }
@@ -294,6 +301,8 @@ pub enum Notice {
     Closed { conn_id: u64, reason: CloseReason },
     Log { level: LogLevel, text: String },
     Send { pid: Term, message: Term },
+    /// A request from Python that waits for the VM's `{vm_reply, Id, Result}`.
+    VmRequest { id: u64, request: Term },
     FrameError(String),
     AuxError(String),
 }
@@ -370,6 +379,7 @@ impl Notice {
             Notice::Closed { conn_id, reason } => tuple(vec![atom("closed"), integer(*conn_id), reason.to_term()]),
             Notice::Log { level, text } => tuple(vec![atom("log"), atom(level.name()), binary(text.as_bytes())]),
             Notice::Send { pid, message } => tuple(vec![atom("send"), pid.clone(), message.clone()]),
+            Notice::VmRequest { id, request } => tuple(vec![atom("vm_request"), integer(*id), request.clone()]),
             Notice::FrameError(text) => tuple(vec![atom("frame_error"), binary(text.as_bytes())]),
             Notice::AuxError(text) => tuple(vec![atom("aux_error"), binary(text.as_bytes())]),
         }

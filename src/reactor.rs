@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use pyo3::prelude::*;
 
 use crate::fdpass::{self, AuxChannel, AuxListener};
-use crate::framing::{Fill, FrameReader, MAX_FRAME};
+use crate::framing::{Fill, MAX_FRAME};
 use crate::handoff::{Offer, Paired, Pairing};
 use crate::message::{
     CloseReason, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
@@ -24,6 +24,7 @@ use crate::python::native::Shared;
 use crate::python::{self, Action, Bridge, CallbackError};
 use crate::readiness::{Interest, Ready, Selector};
 use crate::terms;
+use crate::vm_request::{Frame, InputChannel};
 
 const KEY_INPUT: usize = 0;
 const KEY_LISTENER: usize = 1;
@@ -73,8 +74,8 @@ struct Counters {
 /// One context's reactor.
 pub struct Reactor {
     selector: Selector,
-    input: Option<File>,
-    reader: FrameReader,
+    /// The frames from the VM, shared with Python's waiting requests.
+    input: Option<std::sync::Arc<InputChannel>>,
     shared: &'static Shared,
     listener: Option<AuxListener>,
     aux: Option<AuxChannel>,
@@ -110,7 +111,7 @@ impl Reactor {
         }
         reactor.selector.select(KEY_INPUT, Interest::READ)?;
         reactor.selector.select(KEY_LISTENER, Interest::READ)?;
-        reactor.input = Some(input);
+        reactor.input = Some(InputChannel::install(input));
         reactor.listener = Some(listener);
         Ok(reactor)
     }
@@ -123,7 +124,6 @@ impl Reactor {
         Ok(Reactor {
             selector,
             input: None,
-            reader: FrameReader::new(MAX_FRAME),
             shared,
             listener: None,
             aux: None,
@@ -173,6 +173,7 @@ impl Reactor {
         for event in ready.iter().copied() {
             self.dispatch(py, event);
         }
+        self.serve_queued(py);
         let served = ready.len();
         self.ready = ready;
         self.arm_requested_writes();
@@ -270,15 +271,12 @@ impl Reactor {
     // ---- the VM's requests -------------------------------------------------
 
     fn on_input(&mut self, py: Python<'_>) {
-        let Some(input) = &mut self.input else { return };
-        let fill = self.reader.fill(input);
-        while self.exit.is_none() {
-            let Some(frame) = self.reader.next_frame() else { break };
-            match frame {
-                Ok(bytes) => self.handle_frame(py, &bytes),
-                Err(crate::framing::FrameError::TooLarge { declared, .. }) => self.handle_oversized_frame(declared),
-            }
-        }
+        let Some(input) = &self.input else { return };
+        // The lock is not held while the frames are served: a callback may
+        // wait for the VM on the same channel.
+        let available = input.read_available();
+        self.serve_frames(py, available.frames);
+        let fill = available.fill;
         match fill {
             Ok(Fill::Drained) => {
                 if let Err(e) = self.selector.select(KEY_INPUT, Interest::READ) {
@@ -287,10 +285,10 @@ impl Reactor {
                 }
             }
             Ok(Fill::Eof) => {
-                if self.reader.pending() > 0 {
+                if available.partial > 0 {
                     self.notify(Notice::FrameError(format!(
                         "end of input inside a frame ({} bytes unread)",
-                        self.reader.pending()
+                        available.partial
                     )));
                 }
                 self.exit.get_or_insert(Exit::InputClosed);
@@ -298,6 +296,30 @@ impl Reactor {
             Err(e) => {
                 self.log(LogLevel::Error, format!("reading stdin failed: {e}"));
                 self.exit.get_or_insert(Exit::InputClosed);
+            }
+        }
+    }
+
+    fn serve_frames(&mut self, py: Python<'_>, frames: Vec<Frame>) {
+        for frame in frames {
+            if self.exit.is_some() {
+                break;
+            }
+            match frame {
+                Ok(bytes) => self.handle_frame(py, &bytes),
+                Err(crate::framing::FrameError::TooLarge { declared, .. }) => self.handle_oversized_frame(declared),
+            }
+        }
+    }
+
+    /// Serves the frames a callback's wait for the VM kept, which the
+    /// descriptor's readiness will not announce again.
+    fn serve_queued(&mut self, py: Python<'_>) {
+        while let Some(input) = self.input.as_ref().filter(|i| i.has_queued()) {
+            let frames = input.take_queued();
+            self.serve_frames(py, frames);
+            if self.exit.is_some() {
+                break;
             }
         }
     }
@@ -364,6 +386,9 @@ impl Reactor {
             Request::Call { reference, module, function, args } => {
                 let result = self.require_setup().and_then(|()| python::call(py, &module, &function, &args));
                 self.reply(reference, result.map(Some));
+            }
+            Request::LateReply { id } => {
+                self.log(LogLevel::Warning, format!("the VM's reply to request {id} came after it gave up waiting"));
             }
             Request::Stop { reference } => {
                 self.close_all(py);

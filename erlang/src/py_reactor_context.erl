@@ -535,6 +535,9 @@ handle_info({'EXIT', Port, Reason}, State = #state{port = Port}) ->
     after ?KILL_WAIT ->
         {stop, {port_closed, Reason}, State#state{port = undefined}}
     end;
+handle_info({py_reactor_vm_reply, Id, Result}, State) ->
+    ok = send_vm_reply(Id, Result, State),
+    {noreply, State};
 handle_info({'EXIT', _Pid, normal}, State) ->
     {noreply, State};
 handle_info({'EXIT', _Pid, Reason}, State) ->
@@ -1053,6 +1056,31 @@ send_frame(Term, #state{port = Port, max_frame = MaxFrame}) ->
             end
     end.
 
+%% The answer to a Python request (py_reactor_vm), made convertible: a
+%% value with no Python form becomes an error, an error reason with none is
+%% sent as its printed form.
+send_vm_reply(Id, Result, State) ->
+    Result1 = case convertible(Result) of
+        true -> Result;
+        false -> vm_reply_convertible(Result)
+    end,
+    case send_frame({vm_reply, Id, Result1}, State) of
+        ok ->
+            ok;
+        {error, {frame_too_large, Size, _Max}} ->
+            Text = iolist_to_binary(io_lib:format("the result is ~b bytes, over the frame limit",
+                                                  [Size])),
+            _ = send_frame({vm_reply, Id, {error, {unconvertible, Text}}}, State),
+            ok;
+        {error, _PortGone} ->
+            ok
+    end.
+
+vm_reply_convertible({error, {Class, Reason}}) when is_atom(Class) ->
+    {error, {Class, iolist_to_binary(io_lib:format("~0P", [Reason, 30]))}};
+vm_reply_convertible(Result) ->
+    {error, {unconvertible, iolist_to_binary(io_lib:format("~0P", [Result, 30]))}}.
+
 %% Internal: frames from the port.
 
 decode(Frame) ->
@@ -1104,6 +1132,21 @@ handle_term({log, Level, Text}, State = #state{id = Id}) ->
     State;
 handle_term({send, Pid, Term}, State) when is_pid(Pid) ->
     Pid ! Term,
+    State;
+handle_term({send, Name, Term}, State) when is_atom(Name) ->
+    try Name ! Term of
+        _ -> ok
+    catch
+        error:badarg ->
+            ?LOG_WARNING("py_reactor_context ~0p: Python sent a message to ~0p, "
+                         "which is not a registered name", [State#state.id, Name])
+    end,
+    State;
+handle_term({vm_request, Id, Request}, State) ->
+    case py_reactor_vm:handle(Id, Request, self()) of
+        {reply, Result} -> send_vm_reply(Id, Result, State);
+        noreply -> ok
+    end,
     State;
 handle_term({frame_error, Text}, State) ->
     ?LOG_ERROR("py_reactor_context ~0p: the port refused a frame: ~ts", [State#state.id, Text]),

@@ -117,6 +117,7 @@ fuzz_target!(|data: &[u8]| {
                         &reference,
                     );
                 }
+                Request::LateReply { .. } => {}
                 Request::Call { reference, args, .. } => {
                     assert_eq!(canon(&reference), canon(&fields[1]));
                     let list = Term::from(eetf::List::from(args));

@@ -235,15 +235,54 @@ fn signal_write_ready(fd: RawFd) -> PyResult<bool> {
     Ok(shared()?.request_write(fd))
 }
 
-/// Sends `term` to the Erlang process `pid`.
+/// Sends `term` to `dest`: an Erlang pid, or the name (`str` or
+/// `erlang.Atom`) a process is registered under on the context's node.
 #[pyfunction]
-fn send(pid: &Bound<'_, Pid>, term: &Bound<'_, PyAny>) -> PyResult<()> {
+fn send(dest: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<()> {
     let message = py_to_term(term).map_err(|e| PyTypeError::new_err(e.to_string()))?;
-    let pid = Term::from(pid.get().pid().clone());
+    let pid = if let Ok(pid) = dest.cast::<Pid>() {
+        Term::from(pid.get().pid().clone())
+    } else if let Ok(name) = dest.extract::<String>() {
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err(PyValueError::new_err(format!("{name:?} is not a registered name")));
+        }
+        Term::from(eetf::Atom::from(name))
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "send needs an erlang.Pid or a registered name, not {}",
+            dest.get_type().name()?
+        )));
+    };
     shared()?
         .outbound
         .send(&Notice::Send { pid, message })
         .map_err(|e| PyOSError::new_err(format!("cannot reach the VM: {e}")))
+}
+
+/// Sends `request` to the VM and waits up to `timeout` seconds for its
+/// answer, which is returned (see `vm_request` and docs/protocol.md); the
+/// GIL is released meanwhile. `OSError` when the VM is gone or out of
+/// reach, `TimeoutError` when no answer came.
+#[pyfunction]
+fn vm_request<'py>(py: Python<'py>, request: &Bound<'py, PyAny>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
+    let request = py_to_term(request).map_err(|e| PyTypeError::new_err(e.to_string()))?;
+    if !(timeout.is_finite() && timeout >= 0.0) {
+        return Err(PyValueError::new_err(format!("timeout must be a number of seconds, not {timeout}")));
+    }
+    let shared = shared()?;
+    let timeout = std::time::Duration::from_secs_f64(timeout);
+    let seen = |frame: &[u8]| {
+        if let Some(recorder) = &shared.recorder {
+            recorder.frame_in(frame);
+        }
+    };
+    let send = |id, request| shared.outbound.send(&Notice::VmRequest { id, request });
+    let result = py.detach(|| crate::vm_request::request(request, timeout, send, &seen));
+    match result {
+        Ok(term) => super::convert::term_to_py(py, &term).map_err(|e| PyValueError::new_err(e.to_string())),
+        Err(e @ crate::vm_request::WaitError::Timeout(_)) => Err(pyo3::exceptions::PyTimeoutError::new_err(e.to_string())),
+        Err(e) => Err(PyOSError::new_err(e.to_string())),
+    }
 }
 
 /// Sends a line to the VM's logger.
@@ -266,5 +305,7 @@ pub fn _py_reactor(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(signal_write_ready, m)?)?;
     m.add_function(wrap_pyfunction!(send, m)?)?;
     m.add_function(wrap_pyfunction!(log, m)?)?;
+    m.add_function(wrap_pyfunction!(vm_request, m)?)?;
+    m.add("Atom", super::convert::atom_type(m.py())?)?;
     Ok(())
 }
