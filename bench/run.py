@@ -848,7 +848,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-docs", action="store_true", help="update no docs page")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     args = parser.parse_args(argv)
-    args.out, args.chart, docs = output_paths(args.update_committed, args.out, args.chart, args.docs)
+    args.out, args.chart, docs = output_paths(
+        args.update_committed, args.out, args.chart, args.docs
+    )
     if args.no_docs:
         docs = None
     args.docs, args.no_docs = str(docs) if docs else None, docs is None
