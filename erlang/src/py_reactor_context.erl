@@ -64,7 +64,14 @@
 %% </dl>
 %%
 %% Unknown options are refused: `{error, {unknown_option, Key}}'; a bad value
-%% gives `{error, {bad_option, {Key, Value}}}'.
+%% gives `{error, {bad_option, {Key, Value}}}'; options that are not a map,
+%% `{error, {bad_argument, {opts, Opts}}}'. A `python_path' entry that is not
+%% a readable directory gives `{error, {bad_python_path, Dir, Posix}}', and
+%% `app_callable' without `app_module'
+%% `{error, {app_callable_without_app_module, Name}}' (see
+%% {@link py_reactor_opts}). Every function answers arguments of the wrong
+%% shape with `{error, {bad_argument, {Name, Value}}}' and a context that is
+%% not alive with `{error, no_reactor_context}' (`stop/1': `ok').
 %%
 %% == Logging ==
 %%
@@ -73,7 +80,10 @@
 %% to `sys.stdout' are logged at `info', to `sys.stderr' at `warning'; a
 %% traceback that closed a connection is logged once, at `error', by the port
 %% (the `closed' notice that follows is logged at `debug' only). Bad frames,
-%% refused descriptors and unknown messages are logged at `error'.
+%% refused descriptors and unknown messages are logged at `error'. OTP's
+%% `default' handler drops events of domains it does not know: the first
+%% context (or the application's start) adds a filter that lets this domain
+%% through, see {@link py_reactor_log}.
 %%
 %% == Failure ==
 %%
