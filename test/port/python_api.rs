@@ -191,7 +191,7 @@ fn terms_convert_to_the_documented_python_types() {
         (bin("abc"), "str"),
         (bin([0xff, 0xfe]), "bytes"),
         (tup(vec![atom("bytes"), bin("raw")]), "bytes"),
-        (atom("hello"), "str"),
+        (atom("hello"), "Atom"),
         (atom("true"), "bool"),
         (atom("false"), "bool"),
         (atom("none"), "NoneType"),
@@ -209,7 +209,7 @@ fn terms_convert_to_the_documented_python_types() {
     }
     // and back
     let back = |p: &mut Port, v: Term| p.call_ok("__main__", "identity", vec![v]);
-    assert!(term_eq(&back(&mut p, atom("hello")), &bin("hello")), "atom -> str -> binary");
+    assert!(term_eq(&back(&mut p, atom("hello")), &atom("hello")), "atom -> erlang.Atom -> atom");
     assert!(term_eq(&back(&mut p, tup(vec![atom("bytes"), bin("raw")])), &bin("raw")), "{{bytes, B}} -> bytes -> binary");
     assert!(is_atom(&back(&mut p, atom("nil")), "none"), "nil -> None -> none");
     assert!(is_atom(&back(&mut p, atom("undefined")), "none"), "undefined -> None -> none");
@@ -264,7 +264,7 @@ fn pids_go_in_and_come_back_via_erlang_send() {
     assert!(term_eq(&e[1], &target), "send addressed to {}", show(&e[1]));
     let payload = elems(&e[2]).unwrap();
     assert!(term_eq(&payload[1], &target), "pid inside the payload: {}", show(&payload[1]));
-    assert!(term_eq(&payload[2], &map(vec![(bin("k"), list(vec![int(1)]))])), "{}", show(&payload[2]));
+    assert!(term_eq(&payload[2], &map(vec![(atom("k"), list(vec![int(1)]))])), "{}", show(&payload[2]));
     // Pids compare equal and hash in Python
     let v = p.call_ok("__main__", "pid_props", vec![target.clone(), pid(555, 1, 9)]);
     assert!(term_eq(&v, &tup(vec![atom("true"), atom("true"), int(1), atom("true")])), "equal pids: {}", show(&v));
