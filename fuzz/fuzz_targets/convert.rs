@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 
-use eetf::{Atom, Binary, FixInteger, List, Map, Term, Tuple};
+use eetf::{Atom, FixInteger, List, Map, Term, Tuple};
 use libfuzzer_sys::fuzz_target;
 use py_reactor_port::python::convert::{py_to_term, term_to_py, ConvertError, MAX_DEPTH};
 use py_reactor_port::terms;
