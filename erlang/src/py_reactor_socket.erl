@@ -55,7 +55,7 @@ take_received(Socket) ->
 %% with bytes left in the driver gets them as that message too.
 -spec put_back(gen_tcp:socket(), taken()) -> ok.
 put_back(Socket, {Active, Data, Others}) ->
-    case Data of
+    _ = case Data of
         <<>> -> ok;
         _ -> self() ! {tcp, Socket, in_socket_mode(Socket, Data)}
     end,

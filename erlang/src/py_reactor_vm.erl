@@ -8,6 +8,8 @@
 -module(py_reactor_vm).
 
 -export([handle/3, result_message/2]).
+%% Run in the fresh process of a call.
+-export([apply_and_exit/3]).
 
 %% @doc Serves `Request' for the context `Ctx' (the calling process): returns
 %% `{reply, Result}' to send now, or `noreply' when a process will send the
@@ -36,15 +38,19 @@ handle(_Id, Request, _Ctx) ->
 result_message(Id, Result) ->
     {py_reactor_vm_reply, Id, Result}.
 
+%% @private The result travels in the exit reason of the fresh process,
+%% which its monitor delivers even when the process dies meanwhile.
+-spec apply_and_exit(module(), atom(), list()) -> no_return().
+apply_and_exit(Module, Function, Args) ->
+    Result = try apply(Module, Function, Args) of
+        Value -> {ok, Value}
+    catch
+        Class:Reason -> {error, {Class, Reason}}
+    end,
+    exit({py_reactor_vm_result, Result}).
+
 run(Module, Function, Args, Timeout) ->
-    {Pid, MRef} = spawn_monitor(fun() ->
-        Result = try apply(Module, Function, Args) of
-            Value -> {ok, Value}
-        catch
-            Class:Reason -> {error, {Class, Reason}}
-        end,
-        exit({py_reactor_vm_result, Result})
-    end),
+    {Pid, MRef} = spawn_monitor(?MODULE, apply_and_exit, [Module, Function, Args]),
     receive
         {'DOWN', MRef, process, Pid, {py_reactor_vm_result, Result}} -> Result;
         {'DOWN', MRef, process, Pid, Reason} -> {error, {exit, Reason}}
