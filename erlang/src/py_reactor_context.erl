@@ -1130,9 +1130,8 @@ send_vm_reply(Id, Result, State) ->
     case send_frame({vm_reply, Id, Result1}, State) of
         ok ->
             ok;
-        {error, {frame_too_large, Size, _Max}} ->
-            Text = iolist_to_binary(io_lib:format("the result is ~b bytes, over the frame limit",
-                                                  [Size])),
+        {error, {bad_term, Why}} ->
+            Text = iolist_to_binary(io_lib:format("the result cannot be sent: ~0p", [Why])),
             _ = send_frame({vm_reply, Id, {error, {unconvertible, Text}}}, State),
             ok;
         {error, _PortGone} ->
