@@ -110,10 +110,12 @@ impl Request {
                     match as_bytes(&data) {
                         Some(bytes) => bytes.to_vec(),
                         None => {
-                            return Err(RequestError::Unknown(format!(
-                                "handoff with initial data that is not a binary: {}",
-                                brief(&data)
-                            )))
+                            let reason = format!("handoff with initial data that is not a binary: {}", brief(&data));
+                            // With a usable id the refusal names it, as for any misshapen handoff.
+                            return Err(match as_u64(&elements[1]) {
+                                Some(conn_id) if conn_id > 0 => RequestError::BadHandoff { conn_id, reason },
+                                _ => RequestError::Unknown(reason),
+                            });
                         }
                     }
                 } else {
@@ -503,7 +505,7 @@ mod tests {
         );
         assert!(matches!(
             req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![]), atom("x")])),
-            Err(RequestError::Unknown(_))
+            Err(RequestError::BadHandoff { conn_id: 9, .. })
         ));
         let opts = atom_map(vec![
             ("setup_code", binary(b"pass".to_vec())),
