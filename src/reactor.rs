@@ -20,8 +20,9 @@ use crate::handoff::{Offer, Paired, Pairing};
 use crate::message::{
     CloseReason, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
 };
+use crate::python::buffer::{self, ReadError};
 use crate::python::native::Shared;
-use crate::python::{self, Action, Bridge, CallbackError};
+use crate::python::{self, python_error, Action, Bridge, CallbackError};
 use crate::readiness::{Interest, Ready, Selector};
 use crate::terms;
 
@@ -33,13 +34,9 @@ const KEY_FIRST_CONNECTION: usize = 3;
 /// Default connection limit when `setup` names none.
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 100;
 
-/// Size of one read from a connection.
+/// Size of one read from a connection (a read that fills less than half of
+/// it gives the rest back to the allocator, see [`buffer::read`]).
 const READ_SIZE: usize = 64 * 1024;
-
-/// A read that fills less than this share of the buffer gives the rest back
-/// to the allocator (an in-place shrink, not a copy) before the buffer is
-/// lent to Python, so a small message does not pin 64 KiB.
-const SHRINK_BELOW: usize = READ_SIZE / 2;
 
 fn connection_key(fd: RawFd) -> usize {
     fd as usize + KEY_FIRST_CONNECTION
@@ -511,21 +508,22 @@ impl Reactor {
 
     fn on_readable(&mut self, py: Python<'_>, fd: RawFd) {
         let Some(conn) = self.connection(fd) else { return };
-        // The kernel reads straight into the buffer that Python will get:
-        // the data is never copied on its way to `data_received`.
-        let mut data = Vec::with_capacity(READ_SIZE);
-        let result = read_into_spare(conn.fd.as_fd(), &mut data);
-        if let (Some(recorder), Ok(n)) = (&self.shared.recorder, result) {
-            recorder.read(conn.conn_id, &data[..n]);
+        // The kernel reads straight into the `bytes` object that Python will
+        // get: the data is never copied on its way to `data_received`.
+        let result = buffer::read(py, conn.fd.as_fd(), READ_SIZE);
+        if let Some(recorder) = &self.shared.recorder {
+            match &result {
+                Ok(Some(data)) => recorder.read(conn.conn_id, data.as_bytes()),
+                Ok(None) => recorder.read(conn.conn_id, &[]),
+                Err(_) => {}
+            }
         }
         match result {
-            Ok(0) => self.close(py, fd, CloseReason::Eof),
-            Ok(n) => {
+            Ok(None) => self.close(py, fd, CloseReason::Eof),
+            Ok(Some(data)) => {
+                let n = data.as_bytes().len();
                 self.shared.bytes_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 self.counters.total_requests += 1;
-                if n < SHRINK_BELOW {
-                    data.shrink_to_fit();
-                }
                 let Some(conn) = self.connection(fd) else { return };
                 let result = match &self.bridge {
                     Some(bridge) => bridge.data_received(py, fd, &conn.protocol, data),
@@ -533,8 +531,13 @@ impl Reactor {
                 };
                 self.apply(py, fd, Interest::READ, result);
             }
-            Err(Errno::EAGAIN | Errno::EINTR) => self.select(py, fd, Interest::READ),
-            Err(errno) => self.close(py, fd, CloseReason::Io(errno)),
+            Err(ReadError::Os(Errno::EAGAIN | Errno::EINTR)) => self.select(py, fd, Interest::READ),
+            Err(ReadError::Os(errno)) => self.close(py, fd, CloseReason::Io(errno)),
+            // No memory for the buffer: the connection cannot be served.
+            Err(ReadError::Python(e)) => {
+                let reason = self.callback_failed(CallbackError::Python(python_error(py, e)));
+                self.close(py, fd, reason);
+            }
         }
     }
 
@@ -667,20 +670,6 @@ impl Drop for Reactor {
             let _ = self.selector.deregister(KEY_AUX);
         }
     }
-}
-
-/// One `read(2)` into the unused capacity of `buf`, which grows by what was
-/// read; the memory is not zero-filled first only to be overwritten.
-fn read_into_spare(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> nix::Result<usize> {
-    let spare = buf.spare_capacity_mut();
-    // SAFETY: the kernel writes at most `spare.len()` bytes into memory that
-    // `buf` owns and does not otherwise use; exactly the bytes it reports as
-    // read are then marked initialised.
-    let n = unsafe { nix::libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
-    let n = Errno::result(n)? as usize;
-    // SAFETY: `read` initialised the first `n` spare bytes.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
 }
 
 /// Whether `fd` can be written without blocking, asked without waiting.

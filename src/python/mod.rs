@@ -17,10 +17,9 @@ use std::path::{Path, PathBuf};
 
 use eetf::Term;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::message::{PythonError, RequestFailure, SetupOptions};
-use buffer::ReactorBuffer;
 use convert::{py_to_term, term_to_py};
 use native::Shared;
 
@@ -285,18 +284,17 @@ impl Bridge {
         self.init_connection.call1(py, (fd, info)).map_err(|e| callback_error(py, fd, e))
     }
 
-    /// `protocol.data_received(ReactorBuffer(data))` for the connection on
-    /// `fd`, with no copy of `data`.
+    /// `protocol.data_received(data)` for the connection on `fd`, `data`
+    /// being the `ReactorBuffer` the loop read into ([`buffer::read`]).
     pub fn data_received(
         &self,
         py: Python<'_>,
         fd: RawFd,
         protocol: &Py<PyAny>,
-        data: Vec<u8>,
+        data: Bound<'_, PyBytes>,
     ) -> Result<Action, CallbackError> {
-        let buffer = Bound::new(py, ReactorBuffer::new(data)).map_err(|e| CallbackError::Python(python_error(py, e)))?;
         before_callback();
-        let result = protocol.bind(py).call_method1(self.data_received.bind(py), (buffer,));
+        let result = protocol.bind(py).call_method1(self.data_received.bind(py), (data,));
         self.action(py, fd, result)
     }
 

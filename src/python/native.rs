@@ -15,7 +15,7 @@ use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
-use super::buffer::ReactorBuffer;
+use super::buffer;
 use super::convert::{py_to_term, Pid};
 use crate::message::{LogLevel, Notice};
 use crate::outbound::Outbound;
@@ -165,21 +165,24 @@ fn shared() -> PyResult<&'static Shared> {
     Shared::get().ok_or_else(|| PyOSError::new_err("the reactor is not running"))
 }
 
-/// One `read(2)`: `b''` on end of file, error or would-block.
+/// One `read(2)` of up to `size` bytes, into a new `ReactorBuffer` (the
+/// same read as the loop's, so no copy): `b''` on end of file, error or
+/// would-block; `MemoryError` when `size` bytes cannot be allocated.
 #[pyfunction]
 fn read(py: Python<'_>, fd: RawFd, size: usize) -> PyResult<Bound<'_, PyBytes>> {
-    let mut buf = vec![0u8; size];
     // SAFETY: the descriptor is only borrowed for the call; a bad number
     // gives EBADF, which reads as b''.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    let n = nix::unistd::read(fd, &mut buf).unwrap_or(0);
+    let data = match buffer::read(py, fd, size) {
+        Ok(Some(data)) => data,
+        Ok(None) | Err(buffer::ReadError::Os(_)) => return Ok(PyBytes::new(py, b"")),
+        Err(buffer::ReadError::Python(e)) => return Err(e),
+    };
     if let Some(s) = Shared::get() {
-        s.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-        if n > 0 {
-            s.record(fd.as_raw_fd(), &buf[..n], false);
-        }
+        s.bytes_in.fetch_add(data.as_bytes().len() as u64, Ordering::Relaxed);
+        s.record(fd.as_raw_fd(), data.as_bytes(), false);
     }
-    Ok(PyBytes::new(py, &buf[..n]))
+    Ok(data)
 }
 
 /// One `write(2)` of a bytes-like object: bytes written, 0 when it would block.
@@ -259,7 +262,7 @@ fn log(level: &str, text: &str) -> PyResult<()> {
 /// The module object, registered with `append_to_inittab!` before Python starts.
 #[pymodule]
 pub fn _py_reactor(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<ReactorBuffer>()?;
+    m.add("ReactorBuffer", buffer::reactor_buffer_type(m.py())?)?;
     m.add_class::<Pid>()?;
     m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_function(wrap_pyfunction!(write, m)?)?;
