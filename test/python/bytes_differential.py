@@ -166,15 +166,26 @@ def _outcome(call: Callable[[], object], subject: object) -> tuple:
     return ("ok", normalise(value, subject))
 
 
+# Types whose values compare as they are; their normal form is (name, value).
+_PLAIN = {
+    kind: f"{kind.__module__}.{kind.__qualname__}"
+    for kind in (bool, int, float, complex, str, bytes, type(None), type(NotImplemented))
+}
+
+
 def normalise(value: object, subject: object) -> object:
     """A form of ``value`` that compares by exact type and contents."""
     if value is subject:
         # The data itself: for bytes the same object, for a ReactorBuffer
         # the data, which is the bytes it holds.
-        return ("builtins.bytes", bytes(value))  # type: ignore[call-overload]
+        return (_PLAIN[bytes], bytes(value))  # type: ignore[call-overload]
     kind = type(value)
+    if kind in _PLAIN:
+        return (_PLAIN[kind], value)
     name = f"{kind.__module__}.{kind.__qualname__}"
     if isinstance(value, (list, tuple)):
+        if all(type(v) in _PLAIN for v in value):  # list(data) and the like, quickly
+            return (name, [(_PLAIN[type(v)], v) for v in value])
         return (name, [normalise(v, subject) for v in value])
     if isinstance(value, dict):
         return (name, [(normalise(k, subject), normalise(v, subject)) for k, v in value.items()])
@@ -412,10 +423,10 @@ EXPRESSIONS: list[str] = [
     "re.sub(rb'a', rb'<\\g<0>>', d)",
     "re.sub(rb'b', d, b'abc')",
     "re.escape(d)",
-    "re.compile(d)",
-    "re.fullmatch(re.escape(d), d)",
+    "re.compile(d) if len(d) <= 4096 else None",
+    "re.fullmatch(re.escape(d), d) if len(d) <= 4096 else None",
     "list(re.finditer(rb'.', d[:64], re.S))",
-    "re.search(d, bytes(d))",
+    "re.search(d, bytes(d)) if len(d) <= 4096 else None",
     "re.search('a', d)",
     # struct
     "struct.unpack_from('>H', d)",
