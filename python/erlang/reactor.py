@@ -7,7 +7,8 @@ protocol object that the *protocol factory* made for it:
 - on hand-off, ``init_connection(fd, client_info)`` creates the protocol and
   calls :meth:`Protocol.connection_made`; read interest is armed afterwards;
 - when the descriptor is readable, the port reads from it itself and calls
-  :meth:`Protocol.data_received` with the bytes as a :class:`ReactorBuffer`;
+  :meth:`Protocol.data_received` with the bytes as a :class:`ReactorBuffer`
+  (a ``bytes`` subclass the port read into, without a copy);
 - when it is writable (after ``"write_pending"``), :meth:`Protocol.write_ready`;
 - when the connection ends for any reason, ``close_connection(fd)`` calls
   :meth:`Protocol.connection_lost` once.
@@ -140,10 +141,11 @@ class Protocol:
     def data_received(self, data: ReactorBuffer) -> str:
         """Called with the bytes read from the descriptor; returns an action.
 
-        ``data`` is a :class:`ReactorBuffer`, a bytes-like object that lends
-        the port's read buffer without copying; it is never empty (end of file
-        closes the connection instead).  Keep ``bytes(data)``, or extend a
-        ``bytearray`` with it, to hold on to the data after returning.
+        ``data`` is a :class:`ReactorBuffer`, a subclass of ``bytes`` that the
+        port read into without any copy: a ``bytes`` in every respect (every
+        method, operator and library that takes ``bytes``), immutable, and
+        safe to keep after returning.  It is never empty (end of file closes
+        the connection instead).
 
         The default discards the data and returns ``"continue"`` (read again),
         like :meth:`asyncio.Protocol.data_received`, which ignores data too.
@@ -180,8 +182,10 @@ class Protocol:
         """Read at most ``size`` bytes from the descriptor with one ``read(2)``.
 
         Returns ``b''`` at end of file, on an error, when nothing can be read
-        without blocking, and once the connection is closed.  The port counts
-        the bytes in its statistics.
+        without blocking, and once the connection is closed.  Data comes as a
+        :class:`ReactorBuffer` (a ``bytes``), read into without a copy, as for
+        :meth:`data_received`; ``MemoryError`` when ``size`` bytes cannot be
+        allocated.  The port counts the bytes in its statistics.
         """
         if self.closed or self.fd < 0:
             return b""
