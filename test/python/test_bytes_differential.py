@@ -310,3 +310,21 @@ def test_memoryview_method_lends_the_data_itself(pair) -> None:
     view2.release()
     view.release()
     assert sys.getrefcount(data) == base - 1
+
+
+def test_buffers_hold_their_type_and_release_it(pair) -> None:
+    ours, peer = pair
+    before = sys.getrefcount(RB)
+    kept = []
+    for size in (1, 100, 40_000, 65536):
+        peer.sendall(b"x" * size)
+        got = b""
+        while len(got) < size:
+            chunk = _py_reactor.read(ours.fileno(), 65536)
+            if chunk:
+                assert type(chunk) is RB
+                kept.append(chunk)
+                got += chunk
+    assert sys.getrefcount(RB) == before + len(kept)
+    kept.clear()
+    assert sys.getrefcount(RB) == before
