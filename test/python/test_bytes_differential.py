@@ -325,6 +325,7 @@ def test_buffers_hold_their_type_and_release_it(pair) -> None:
                 assert type(chunk) is RB
                 kept.append(chunk)
                 got += chunk
+    del chunk
     assert sys.getrefcount(RB) == before + len(kept)
     kept.clear()
     assert sys.getrefcount(RB) == before
