@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use crate::fdpass::{self, AuxChannel, AuxListener};
 use crate::framing::{Fill, FrameReader, MAX_FRAME};
 use crate::handoff::{Offer, Paired, Pairing};
+use crate::http::engine::{Engine, HttpConn};
 use crate::message::{
     CloseReason, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
 };
@@ -24,6 +25,8 @@ use crate::python::native::Shared;
 use crate::python::{self, Action, Bridge, CallbackError};
 use crate::readiness::{Interest, Ready, Selector};
 use crate::terms;
+
+mod web;
 
 const KEY_INPUT: usize = 0;
 const KEY_LISTENER: usize = 1;
@@ -59,7 +62,13 @@ pub enum Exit {
 struct Connection {
     conn_id: u64,
     fd: OwnedFd,
-    protocol: Py<PyAny>,
+    handler: Handler,
+}
+
+/// What serves a connection: the user's protocol, or the HTTP engine.
+enum Handler {
+    Protocol(Py<PyAny>),
+    Http(HttpConn),
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +91,8 @@ pub struct Reactor {
     connections: Vec<Option<Connection>>,
     active: u64,
     bridge: Option<Bridge>,
+    /// Set up with a WSGI application: every connection speaks HTTP.
+    http: Option<Engine>,
     max_connections: u64,
     counters: Counters,
     ready: Vec<Ready>,
@@ -128,6 +139,7 @@ impl Reactor {
             connections: Vec::new(),
             active: 0,
             bridge: None,
+            http: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             counters: Counters::default(),
             ready: Vec::with_capacity(256),
@@ -145,7 +157,11 @@ impl Reactor {
         self.notify(Notice::Hello { os_pid: std::process::id(), socket_path, max_frame: MAX_FRAME });
         Python::attach(|py| {
             while self.exit.is_none() {
-                let timeout = self.pairing.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+                let deadline = match (self.pairing.next_deadline(), self.http.as_ref().and_then(Engine::next_deadline)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
                 if let Err(e) = self.turn(py, timeout) {
                     self.log(LogLevel::Error, format!("poll failed: {e}"));
                     self.exit = Some(Exit::InputClosed);
@@ -172,6 +188,10 @@ impl Reactor {
         let served = ready.len();
         self.ready = ready;
         self.arm_requested_writes();
+        if self.http.is_some() {
+            self.http_finished(py);
+            self.http_deadlines(py, Instant::now());
+        }
         if !self.pairing.is_empty() {
             self.expire_pairing(Instant::now());
         }
@@ -320,9 +340,13 @@ impl Reactor {
                 let notice = if self.bridge.is_some() {
                     Notice::failed(reference, &RequestFailure::AlreadySetUp)
                 } else {
-                    match python::setup(py, &options).and_then(|()| Bridge::load(py)) {
-                        Ok(bridge) => {
+                    let set_up = python::setup(py, &options)
+                        .and_then(|app| Ok((app, Bridge::load(py)?)))
+                        .and_then(|(app, bridge)| Ok((self.http_engine(py, app, options.http)?, bridge)));
+                    match set_up {
+                        Ok((http, bridge)) => {
                             self.bridge = Some(bridge);
+                            self.http = http;
                             self.max_connections = options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
                             Notice::ok(reference)
                         }
@@ -492,13 +516,15 @@ impl Reactor {
         self.shared.connection_opened(raw, conn_id);
         self.counters.total_connections += 1;
         self.active += 1;
+        if let Some(engine) = &mut self.http {
+            let http = engine.open(raw, web::peer(&fd, &client_info), Instant::now());
+            self.insert(Connection { conn_id, fd, handler: Handler::Http(http) });
+            self.select(py, raw, Interest::READ);
+            return;
+        }
         match bridge.init_connection(py, raw, &client_info) {
             Ok(protocol) => {
-                let slot = raw as usize;
-                if self.connections.len() <= slot {
-                    self.connections.resize_with(slot + 1, || None);
-                }
-                self.connections[slot] = Some(Connection { conn_id, fd, protocol });
+                self.insert(Connection { conn_id, fd, handler: Handler::Protocol(protocol) });
                 self.select(py, raw, Interest::READ);
             }
             Err(e) => {
@@ -509,8 +535,19 @@ impl Reactor {
         }
     }
 
+    fn insert(&mut self, conn: Connection) {
+        let slot = conn.fd.as_raw_fd() as usize;
+        if self.connections.len() <= slot {
+            self.connections.resize_with(slot + 1, || None);
+        }
+        self.connections[slot] = Some(conn);
+    }
+
     fn on_readable(&mut self, py: Python<'_>, fd: RawFd) {
         let Some(conn) = self.connection(fd) else { return };
+        if matches!(conn.handler, Handler::Http(_)) {
+            return self.http_readable(py, fd);
+        }
         // The kernel reads straight into the buffer that Python will get:
         // the data is never copied on its way to `data_received`.
         let mut data = Vec::with_capacity(READ_SIZE);
@@ -526,9 +563,9 @@ impl Reactor {
                 if n < SHRINK_BELOW {
                     data.shrink_to_fit();
                 }
-                let Some(conn) = self.connection(fd) else { return };
+                let Some(Connection { handler: Handler::Protocol(protocol), .. }) = self.connection(fd) else { return };
                 let result = match &self.bridge {
-                    Some(bridge) => bridge.data_received(py, fd, &conn.protocol, data),
+                    Some(bridge) => bridge.data_received(py, fd, protocol, data),
                     None => return,
                 };
                 self.apply(py, fd, Interest::READ, result);
@@ -539,9 +576,9 @@ impl Reactor {
     }
 
     fn on_writable(&mut self, py: Python<'_>, fd: RawFd) {
-        let Some(conn) = self.connection(fd) else { return };
+        let Some(Connection { handler: Handler::Protocol(protocol), .. }) = self.connection(fd) else { return };
         let result = match &self.bridge {
-            Some(bridge) => bridge.write_ready(py, fd, &conn.protocol),
+            Some(bridge) => bridge.write_ready(py, fd, protocol),
             None => return,
         };
         self.apply(py, fd, Interest::WRITE, result);
@@ -611,7 +648,7 @@ impl Reactor {
 
     fn close(&mut self, py: Python<'_>, fd: RawFd, reason: CloseReason) {
         let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
-        drop(conn.protocol);
+        drop(conn.handler);
         self.finish_close(py, conn.conn_id, conn.fd, reason);
     }
 
@@ -619,7 +656,7 @@ impl Reactor {
     /// then tell the VM.
     fn finish_close(&mut self, py: Python<'_>, conn_id: u64, fd: OwnedFd, reason: CloseReason) {
         let raw = fd.as_raw_fd();
-        if let Some(bridge) = &self.bridge {
+        if let Some(bridge) = self.bridge.as_ref().filter(|_| self.http.is_none()) {
             if let Err(e) = bridge.close_connection(py, raw) {
                 self.counters.python_errors += 1;
                 self.log(LogLevel::Error, e.traceback.trim_end().to_string());
