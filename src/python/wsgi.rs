@@ -25,9 +25,6 @@ use crate::message::{LogLevel, Notice};
 use crate::python::native::Shared;
 use crate::python::python_error;
 
-/// Response bytes gathered before they are written out.
-const FLUSH_AT: usize = 64 * 1024;
-
 /// Bytes of an unread request body read and dropped after the response so
 /// that the connection can serve another request; past it, it is closed.
 const DISCARD_BUDGET: u64 = 1024 * 1024;
@@ -188,9 +185,9 @@ impl WsgiApp {
             }
             r.begin(known)?;
             r.response.body(data);
-            if r.response.out.len() >= FLUSH_AT {
-                r.flush(py);
-            }
+            // Each block goes out before the next is asked for (PEP 3333:
+            // no delaying); a body of one block goes out with its head.
+            r.flush(py);
         }
         let mut r = responder.borrow_mut();
         if !r.response.started {
@@ -216,7 +213,11 @@ impl WsgiApp {
         if python_error {
             log_python_error(py, err);
         }
-        if !r.response.started && r.failed.is_none() {
+        if r.response.started {
+            // What the application produced before failing still goes out;
+            // the close then tells the client the body is cut short.
+            r.flush(py);
+        } else if r.failed.is_none() {
             let error = match client_fault {
                 Some(Some(e)) => e.response(),
                 Some(None) => return Outcome { keep_alive: false, python_error },
@@ -578,6 +579,13 @@ fn environ<'py>(
     env.set_item(intern!(py, "wsgi.multiprocess"), false)?;
     env.set_item(intern!(py, "wsgi.run_once"), false)?;
     env.set_item(intern!(py, "wsgi.file_wrapper"), app.file_wrapper.bind(py))?;
+    // `wsgi.input` returns b'' at the end of the body, chunked or not: the
+    // extension frameworks (werkzeug) check before reading a body that has
+    // no length. Only then: with it, werkzeug reads with `read()` and no
+    // size, which `wsgiref.validate` refuses.
+    if head.framing == crate::http::request::Framing::Chunked {
+        env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    }
     Ok(env)
 }
 
