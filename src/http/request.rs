@@ -74,7 +74,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, HttpE
         Err(_) => return Err(HttpError::BadRequest("malformed request line or header")),
     };
     let httparse::Status::Complete(length) = status else {
-        if buf.len() > limits.max_request_line + limits.max_header_block {
+        if line_end.is_some_and(|n| buf.len() - n > limits.max_header_block) {
             return Err(HttpError::HeadersTooLarge);
         }
         return Ok(None);

@@ -107,7 +107,7 @@ impl Reactor {
     /// complete within `header_timeout` get 408.
     pub(super) fn http_deadlines(&mut self, py: Python<'_>, now: Instant) {
         let Some(engine) = &mut self.http else { return };
-        if engine.next_deadline().is_none_or(|at| at > now) {
+        if !engine.next_deadline().is_some_and(|at| at <= now) {
             return;
         }
         for (fd, generation) in engine.fallen(now) {
@@ -162,17 +162,14 @@ pub(super) fn peer(fd: &OwnedFd, client_info: &Term) -> Peer {
         }
     }
     use nix::sys::socket::{getsockname, SockaddrStorage};
-    match getsockname::<SockaddrStorage>(fd.as_raw_fd()) {
-        Ok(addr) => {
-            if let Some(v4) = addr.as_sockaddr_in() {
-                peer.server_name = v4.ip().to_string();
-                peer.server_port = v4.port().to_string();
-            } else if let Some(v6) = addr.as_sockaddr_in6() {
-                peer.server_name = v6.ip().to_string();
-                peer.server_port = v6.port().to_string();
-            }
+    if let Ok(addr) = getsockname::<SockaddrStorage>(fd.as_raw_fd()) {
+        if let Some(v4) = addr.as_sockaddr_in() {
+            peer.server_name = v4.ip().to_string();
+            peer.server_port = v4.port().to_string();
+        } else if let Some(v6) = addr.as_sockaddr_in6() {
+            peer.server_name = v6.ip().to_string();
+            peer.server_port = v6.port().to_string();
         }
-        Err(_) => {}
     }
     if peer.server_name.is_empty() {
         peer.server_name = "localhost".into();
