@@ -157,11 +157,9 @@ impl Reactor {
         self.notify(Notice::Hello { os_pid: std::process::id(), socket_path, max_frame: MAX_FRAME });
         Python::attach(|py| {
             while self.exit.is_none() {
-                let deadline = match (self.pairing.next_deadline(), self.http.as_ref().and_then(Engine::next_deadline)) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                let http = self.http.as_mut().and_then(Engine::next_deadline);
+                let deadline = crate::timers::earliest(self.pairing.next_deadline(), http);
+                let timeout = crate::timers::timeout_until(deadline, Instant::now());
                 if let Err(e) = self.turn(py, timeout) {
                     self.log(LogLevel::Error, format!("poll failed: {e}"));
                     self.exit = Some(Exit::InputClosed);
@@ -647,7 +645,10 @@ impl Reactor {
     }
 
     fn close(&mut self, py: Python<'_>, fd: RawFd, reason: CloseReason) {
-        let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
+        let Some(mut conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
+        if let (Handler::Http(http), Some(engine)) = (&mut conn.handler, &mut self.http) {
+            engine.forget(http);
+        }
         drop(conn.handler);
         self.finish_close(py, conn.conn_id, conn.fd, reason);
     }

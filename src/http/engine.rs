@@ -8,11 +8,10 @@
 //! pipelined responses go out in order; the bytes of the next request that
 //! came with the body of this one travel with the worker and back.
 //!
-//! Deadlines are kept in a heap, each tagged with a generation so that a
-//! deadline made stale by progress is skipped when it comes up.
+//! Each connection has at most one deadline at a time, a timer of the
+//! engine's [`Timers`] (the loop's timer heap) replaced as the connection
+//! moves on.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -21,6 +20,7 @@ use super::pool::Pool;
 use super::request::{self, Head};
 use super::{HttpError, Limits};
 use crate::readiness::Waker;
+use crate::timers::{TimerId, Timers};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +48,8 @@ pub struct HttpConn {
     /// Bytes read and not yet parsed.
     pub buf: Vec<u8>,
     pub state: ConnState,
-    /// The running deadline's generation, if one runs.
-    deadline: Option<u64>,
+    /// The running deadline, if one runs.
+    deadline: Option<TimerId>,
     pub peer: Arc<Peer>,
 }
 
@@ -103,8 +103,8 @@ pub struct Engine {
     app: Arc<dyn App>,
     done: Arc<Mutex<Vec<Done>>>,
     waker: Arc<Waker>,
-    deadlines: BinaryHeap<Reverse<(Instant, u64, RawFd)>>,
-    next_generation: u64,
+    /// The connections' deadlines, by descriptor.
+    deadlines: Timers<RawFd>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -123,8 +123,7 @@ impl Engine {
             app,
             done: Arc::new(Mutex::new(Vec::new())),
             waker,
-            deadlines: BinaryHeap::new(),
-            next_generation: 0,
+            deadlines: Timers::new(),
         })
     }
 
@@ -136,11 +135,17 @@ impl Engine {
     }
 
     fn set_deadline(&mut self, fd: RawFd, conn: &mut HttpConn, at: Option<Instant>) {
-        conn.deadline = at.map(|at| {
-            self.next_generation += 1;
-            self.deadlines.push(Reverse((at, self.next_generation, fd)));
-            self.next_generation
-        });
+        if let Some(id) = conn.deadline.take() {
+            self.deadlines.cancel(id);
+        }
+        conn.deadline = at.map(|at| self.deadlines.insert(at, fd));
+    }
+
+    /// The connection is closed: its deadline goes.
+    pub fn forget(&mut self, conn: &mut HttpConn) {
+        if let Some(id) = conn.deadline.take() {
+            self.deadlines.cancel(id);
+        }
     }
 
     /// Bytes were appended to `conn.buf`: parses, and hands a complete
@@ -195,27 +200,22 @@ impl Engine {
     }
 
     /// When the next deadline falls, if any runs.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        self.deadlines.next_deadline()
     }
 
-    /// Deadlines that fell by `now`, as (descriptor, generation): pass each
-    /// to [`Engine::expire`] with its connection.
-    pub fn fallen(&mut self, now: Instant) -> Vec<(RawFd, u64)> {
+    /// Deadlines that fell by `now`, as (timer, descriptor): pass each to
+    /// [`Engine::expire`] with its connection.
+    pub fn fallen(&mut self, now: Instant) -> Vec<(TimerId, RawFd)> {
         let mut fallen = Vec::new();
-        while let Some(Reverse((at, generation, fd))) = self.deadlines.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop();
-            fallen.push((fd, generation));
-        }
+        self.deadlines.take_due(now, &mut fallen);
         fallen
     }
 
-    /// A deadline of `conn` fell: what to do, unless it was stale.
-    pub fn expire(&mut self, conn: &mut HttpConn, generation: u64) -> Option<Next> {
-        if conn.deadline != Some(generation) {
+    /// The deadline `id` of `conn` fell: what to do, unless it is not the
+    /// connection's (the descriptor number was reused).
+    pub fn expire(&mut self, conn: &mut HttpConn, id: TimerId) -> Option<Next> {
+        if conn.deadline != Some(id) {
             return None;
         }
         conn.deadline = None;

@@ -110,13 +110,13 @@ impl Reactor {
         if !engine.next_deadline().is_some_and(|at| at <= now) {
             return;
         }
-        for (fd, generation) in engine.fallen(now) {
+        for (id, fd) in engine.fallen(now) {
             let Some(Some(Connection { handler: Handler::Http(conn), .. })) = self.connections.get_mut(fd as usize)
             else {
                 continue;
             };
             let Some(engine) = &mut self.http else { return };
-            if let Some(next) = engine.expire(conn, generation) {
+            if let Some(next) = engine.expire(conn, id) {
                 self.http_next(py, fd, next);
             }
         }
