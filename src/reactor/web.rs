@@ -37,7 +37,7 @@ impl Reactor {
     }
 
     pub(super) fn http_readable(&mut self, py: Python<'_>, fd: RawFd) {
-        let Some(Some(Connection { conn_id, fd: owned, handler: Handler::Http(conn) })) =
+        let Some(Some(Connection { conn_id, fd: owned, handler: Handler::Http(conn), .. })) =
             self.connections.get_mut(fd as usize)
         else {
             return;
