@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use crate::fdpass::{self, AuxChannel, AuxListener};
 use crate::framing::{Fill, FrameReader, MAX_FRAME};
 use crate::handoff::{Offer, Paired, Pairing};
+use crate::http::engine::{Engine, HttpConn};
 use crate::message::{
     Carrier, CloseReason, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
 };
@@ -27,6 +28,8 @@ use crate::python::{self, python_error, Action, Bridge, CallbackError};
 use crate::readiness::{Interest, Ready, Selector};
 use crate::terms;
 use crate::timers::{self, TimerId, Timers};
+
+mod web;
 
 const KEY_INPUT: usize = 0;
 const KEY_LISTENER: usize = 1;
@@ -58,7 +61,7 @@ pub enum Exit {
 struct Connection {
     conn_id: u64,
     fd: OwnedFd,
-    protocol: Py<PyAny>,
+    handler: Handler,
     /// The peer half-closed (a read returned 0) and `eof_received` kept the
     /// connection open: nothing more can be read.
     eof: bool,
@@ -66,6 +69,12 @@ struct Connection {
     last_event: Instant,
     /// The connection's idle timer, with `idle_timeout` set.
     idle_timer: Option<TimerId>,
+}
+
+/// What serves a connection: the user's protocol, or the HTTP engine.
+enum Handler {
+    Protocol(Py<PyAny>),
+    Http(HttpConn),
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +97,8 @@ pub struct Reactor {
     connections: Vec<Option<Connection>>,
     active: u64,
     bridge: Option<Bridge>,
+    /// Set up with a WSGI application: every connection speaks HTTP.
+    http: Option<Engine>,
     max_connections: u64,
     counters: Counters,
     ready: Vec<Ready>,
@@ -144,6 +155,7 @@ impl Reactor {
             connections: Vec::new(),
             active: 0,
             bridge: None,
+            http: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             counters: Counters::default(),
             ready: Vec::with_capacity(256),
@@ -194,6 +206,7 @@ impl Reactor {
     /// events only, with no timeout.
     pub fn next_deadline(&mut self) -> Option<Instant> {
         let deadline = timers::earliest(self.pairing.next_deadline(), self.idle.next_deadline());
+        let deadline = timers::earliest(deadline, self.http.as_mut().and_then(Engine::next_deadline));
         timers::earliest(deadline, py_timers::next_deadline())
     }
 
@@ -214,6 +227,10 @@ impl Reactor {
         let served = ready.len();
         self.ready = ready;
         self.arm_requested_writes();
+        if self.http.is_some() {
+            self.http_finished(py);
+            self.http_deadlines(py, Instant::now());
+        }
         if !self.pairing.is_empty() {
             self.expire_pairing(Instant::now());
         }
@@ -420,9 +437,13 @@ impl Reactor {
                 let notice = if self.bridge.is_some() {
                     Notice::failed(reference, &RequestFailure::AlreadySetUp)
                 } else {
-                    match python::setup(py, &options).and_then(|()| Bridge::load(py)) {
-                        Ok(bridge) => {
+                    let set_up = python::setup(py, &options)
+                        .and_then(|app| Ok((app, Bridge::load(py)?)))
+                        .and_then(|(app, bridge)| Ok((self.http_engine(py, app, options.http)?, bridge)));
+                    match set_up {
+                        Ok((http, bridge)) => {
                             self.bridge = Some(bridge);
+                            self.http = http;
                             self.max_connections = options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
                             self.idle_timeout = options.idle_timeout;
                             Notice::ok(reference)
@@ -613,16 +634,32 @@ impl Reactor {
         self.shared.connection_opened(raw, conn_id);
         self.counters.total_connections += 1;
         self.active += 1;
+        let now = Instant::now();
+        if let Some(engine) = &mut self.http {
+            let http = engine.open(raw, web::peer(&fd, &client_info), now);
+            let idle_timer = self.idle_timeout.map(|t| self.idle.insert_after(now, t, (raw, conn_id)));
+            self.insert(Connection {
+                conn_id,
+                fd,
+                handler: Handler::Http(http),
+                eof: false,
+                last_event: now,
+                idle_timer,
+            });
+            self.select(py, raw, Interest::READ);
+            return;
+        }
         match bridge.init_connection(py, raw, conn_id, &client_info) {
             Ok(protocol) => {
-                let slot = raw as usize;
-                if self.connections.len() <= slot {
-                    self.connections.resize_with(slot + 1, || None);
-                }
-                let now = Instant::now();
                 let idle_timer = self.idle_timeout.map(|t| self.idle.insert_after(now, t, (raw, conn_id)));
-                self.connections[slot] =
-                    Some(Connection { conn_id, fd, protocol, eof: false, last_event: now, idle_timer });
+                self.insert(Connection {
+                    conn_id,
+                    fd,
+                    handler: Handler::Protocol(protocol),
+                    eof: false,
+                    last_event: now,
+                    idle_timer,
+                });
                 self.select(py, raw, Interest::READ);
             }
             Err(e) => {
@@ -633,8 +670,19 @@ impl Reactor {
         }
     }
 
+    fn insert(&mut self, conn: Connection) {
+        let slot = conn.fd.as_raw_fd() as usize;
+        if self.connections.len() <= slot {
+            self.connections.resize_with(slot + 1, || None);
+        }
+        self.connections[slot] = Some(conn);
+    }
+
     fn on_readable(&mut self, py: Python<'_>, fd: RawFd) {
         let Some(conn) = self.connection(fd) else { return };
+        if matches!(conn.handler, Handler::Http(_)) {
+            return self.http_readable(py, fd);
+        }
         // The kernel reads straight into the `bytes` object that Python will
         // get: the data is never copied on its way to `data_received`.
         let result = buffer::read(py, conn.fd.as_fd(), READ_SIZE);
@@ -651,8 +699,9 @@ impl Reactor {
                 // The peer half-closed: the protocol may still answer.
                 let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::as_mut) else { return };
                 conn.eof = true;
+                let Handler::Protocol(protocol) = &conn.handler else { return };
                 let result = match &self.bridge {
-                    Some(bridge) => bridge.eof_received(py, fd, &conn.protocol),
+                    Some(bridge) => bridge.eof_received(py, fd, protocol),
                     None => return,
                 };
                 match result {
@@ -664,9 +713,9 @@ impl Reactor {
                 let n = data.as_bytes().len();
                 self.shared.bytes_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 self.counters.total_requests += 1;
-                let Some(conn) = self.connection(fd) else { return };
+                let Some(Connection { handler: Handler::Protocol(protocol), .. }) = self.connection(fd) else { return };
                 let result = match &self.bridge {
-                    Some(bridge) => bridge.data_received(py, fd, &conn.protocol, data),
+                    Some(bridge) => bridge.data_received(py, fd, protocol, data),
                     None => return,
                 };
                 self.apply(py, fd, Interest::READ, result);
@@ -682,9 +731,9 @@ impl Reactor {
     }
 
     fn on_writable(&mut self, py: Python<'_>, fd: RawFd) {
-        let Some(conn) = self.connection(fd) else { return };
+        let Some(Connection { handler: Handler::Protocol(protocol), .. }) = self.connection(fd) else { return };
         let result = match &self.bridge {
-            Some(bridge) => bridge.write_ready(py, fd, &conn.protocol),
+            Some(bridge) => bridge.write_ready(py, fd, protocol),
             None => return,
         };
         self.apply(py, fd, Interest::WRITE, result);
@@ -765,8 +814,11 @@ impl Reactor {
     }
 
     fn close(&mut self, py: Python<'_>, fd: RawFd, reason: CloseReason) {
-        let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
-        drop(conn.protocol);
+        let Some(mut conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
+        if let (Handler::Http(http), Some(engine)) = (&mut conn.handler, &mut self.http) {
+            engine.forget(http);
+        }
+        drop(conn.handler);
         if let Some(timer) = conn.idle_timer {
             self.idle.cancel(timer);
         }
@@ -780,7 +832,7 @@ impl Reactor {
         // Its timers never run: cancelled before connection_lost, and again
         // once the connection is gone, for any set meanwhile from a thread.
         py_timers::cancel_connection(conn_id);
-        if let Some(bridge) = &self.bridge {
+        if let Some(bridge) = self.bridge.as_ref().filter(|_| self.http.is_none()) {
             if let Err(e) = bridge.close_connection(py, raw) {
                 self.counters.python_errors += 1;
                 self.log(LogLevel::Error, e.traceback.trim_end().to_string());

@@ -11,6 +11,7 @@
 pub mod buffer;
 pub mod convert;
 pub mod native;
+pub mod wsgi;
 pub mod timers;
 
 use std::ffi::{CString, NulError};
@@ -188,8 +189,10 @@ fn main_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 }
 
 /// Runs the context's setup: extra paths, `setup_code`, `app_module` and
-/// `app_callable` (which becomes the protocol factory).
-pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<(), PythonError> {
+/// `app_callable`. A protocol factory is installed; a WSGI application is
+/// returned, for the loop to serve over HTTP (`app_interface`, see
+/// `erlang.wsgi.interface_of`).
+pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<Option<Py<PyAny>>, PythonError> {
     let err = |e| python_error(py, e);
     let path = py.import("sys").and_then(|s| s.getattr("path")).map_err(err)?;
     for (i, dir) in options.python_path.iter().enumerate() {
@@ -201,20 +204,29 @@ pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<(), PythonError> 
     if let Some(module) = &options.app_module {
         let module = py.import(module.as_str()).map_err(err)?;
         if let Some(name) = &options.app_callable {
-            let factory = module.getattr(name.as_str()).map_err(err)?;
-            if !factory.is_callable() {
+            let app = module.getattr(name.as_str()).map_err(err)?;
+            if !app.is_callable() {
                 return Err(PythonError {
                     kind: "TypeError".into(),
                     message: format!("app_callable {name} is not callable"),
                     traceback: String::new(),
                 });
             }
+            let interface = options.app_interface.as_deref().unwrap_or("auto");
+            let interface: String = py
+                .import("erlang.wsgi")
+                .and_then(|w| w.call_method1("interface_of", (&app, interface)))
+                .and_then(|i| i.extract())
+                .map_err(err)?;
+            if interface == "wsgi" {
+                return Ok(Some(app.unbind()));
+            }
             py.import("erlang.reactor")
-                .and_then(|r| r.call_method1("set_protocol_factory", (factory,)))
+                .and_then(|r| r.call_method1("set_protocol_factory", (app,)))
                 .map_err(err)?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Runs statements in `__main__`.
