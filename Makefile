@@ -15,6 +15,9 @@ SHELL := bash
 
 PORT ?= 8080
 PYTHON ?= python3
+# The Python the port program embeds: an executable name or path (the
+# Python of the deployment; see README, "Choosing the Python").
+PY_REACTOR_PYTHON ?= python3
 CARGO ?= cargo
 REBAR3 ?= rebar3
 ERL ?= erl
@@ -23,8 +26,12 @@ ERLC ?= erlc
 # The interpreter the port embeds, named once for every cargo run. Without it
 # pyo3 looks for python3 on PATH and rebuilds whenever PATH changes, which
 # rebar3's pre-hook does (it puts the erts directories in front).
-PYO3_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
+PYO3_PYTHON ?= $(shell $(PY_REACTOR_PYTHON) -c 'import sys; print(sys.executable)')
 export PYO3_PYTHON
+# cargo's output directory; a different one per Python keeps builds for
+# several interpreters apart (make test-pythons).
+CARGO_TARGET_DIR ?= target
+export CARGO_TARGET_DIR
 
 PORT_BIN := priv/py_reactor_port
 PYTHON_SOURCES := python test/python examples bench fuzz
@@ -39,15 +46,23 @@ all: build
 deps:
 	./scripts/install-deps.sh
 
-## port: build the Rust port program and install it as priv/py_reactor_port
-## (rebar3 runs this itself before compiling, see rebar.config)
+## port: build the Rust port program and install it as priv/py_reactor_port,
+## with a copy of the `erlang` Python package as priv/python/erlang, so that
+## priv/ holds all the port needs at run time (in a release too). rebar3 runs
+## this itself before compiling, also when py_reactor is a dependency (see
+## rebar.config).
 port:
 	$(CARGO) build --release
 	install -d priv
 	@# Installed under a temporary name, then renamed: a port being started
 	@# meanwhile sees the old program or the new one, never half of one.
-	install -m 0755 target/release/py_reactor_port $(PORT_BIN).tmp
+	install -m 0755 $(CARGO_TARGET_DIR)/release/py_reactor_port $(PORT_BIN).tmp
 	mv -f $(PORT_BIN).tmp $(PORT_BIN)
+	rm -rf priv/python.tmp
+	install -d priv/python.tmp/erlang
+	install -m 0644 python/erlang/*.py python/erlang/py.typed priv/python.tmp/erlang/
+	rm -rf priv/python
+	mv priv/python.tmp priv/python
 
 ## build: dependencies, the port program and the OTP application
 build: deps port

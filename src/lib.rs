@@ -5,6 +5,7 @@
 pub mod fdpass;
 pub mod framing;
 pub mod handoff;
+pub mod interpreter;
 pub mod lifeline;
 pub mod message;
 pub mod outbound;
