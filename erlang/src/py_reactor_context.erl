@@ -267,7 +267,9 @@ handoff(Fd, ClientInfo) ->
 %% The descriptor is duplicated into the port program before this function
 %% returns `ok': the caller may then close its own socket (and should, or the
 %% VM keeps a descriptor per connection). Keep the socket open until this
-%% function has returned. The port closes the connection's descriptor when
+%% function has returned. A descriptor made by {@link py:dup_fd/1} is closed
+%% in the VM by the time this function returns `ok': it belongs to the
+%% reactor. The port closes the connection's descriptor when
 %% the protocol closes it, and shuts the connection down so that the peer sees
 %% the close whatever the VM does with its copy.
 %%
@@ -287,7 +289,14 @@ handoff(Fd, ClientInfo) ->
 handoff(Ctx, Fd, ClientInfo) when is_integer(Fd), Fd >= 0, is_map(ClientInfo) ->
     case normalise_client_info(ClientInfo) of
         {ok, ClientInfo1} ->
-            safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity);
+            case safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity) of
+                ok ->
+                    %% A descriptor made by py:dup_fd/1 belongs to the
+                    %% reactor now: the VM's copy is closed.
+                    py_reactor_dup:handed_off(Fd);
+                Error ->
+                    Error
+            end;
         {error, Reason} ->
             {error, Reason}
     end.

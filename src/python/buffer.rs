@@ -55,6 +55,13 @@ impl ReactorBuffer {
         }
     }
 
+    /// `ReactorBuffer._test_create(data)`: the name the original project
+    /// gives its test constructor; the same as `ReactorBuffer(data)`.
+    #[classmethod]
+    fn _test_create(_cls: &Bound<'_, pyo3::types::PyType>, data: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Self::py_new(data)
+    }
+
     /// Exports the bytes read-only, the way `bytes` does.
     ///
     /// # Safety

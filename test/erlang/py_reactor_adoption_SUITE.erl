@@ -171,7 +171,8 @@ throwaway_app() ->
      "    {ok, Package} = py_reactor_context:eval(Ctx, <<\"__import__('erlang').__file__\">>),\n"
      "    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}]),\n"
      "    {ok, Port} = inet:port(L),\n"
-     "    Report = #{port => Port, priv => code:priv_dir(py_reactor), package => Package},\n"
+     "    Report = #{port => Port, priv => filename:absname(code:priv_dir(py_reactor)),\n"
+     "               package => Package},\n"
      "    ok = file:write_file(File ++ \".tmp\", io_lib:format(\"~p.~n\", [Report])),\n"
      "    ok = file:rename(File ++ \".tmp\", File),\n"
      "    {ok, S} = gen_tcp:accept(L, 120000),\n"
@@ -259,9 +260,20 @@ await_report(Port, File, Output, Left) ->
 
 %% Helpers.
 
+%% The checkout this suite belongs to: rebar3 compiles the suite from a copy
+%% under _build, so walk up to the directory holding Cargo.toml.
 repo_dir() ->
     Source = proplists:get_value(source, ?MODULE:module_info(compile)),
-    filename:dirname(filename:dirname(filename:dirname(Source))).
+    repo_dir(filename:dirname(Source)).
+
+repo_dir("/") ->
+    ct:fail(no_checkout_above_suite);
+repo_dir(Dir) ->
+    case filelib:is_regular(filename:join(Dir, "Cargo.toml"))
+        andalso filelib:is_regular(filename:join(Dir, "rebar.config")) of
+        true -> Dir;
+        false -> repo_dir(filename:dirname(Dir))
+    end.
 
 %% A git repository at Dest holding the working tree of Repo as it is now
 %% (committed or not, ignored files left out), on branch main.
