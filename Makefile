@@ -3,7 +3,8 @@
 #   make run     build everything, then serve the example on PORT (default 8080)
 #   make test    build everything, then run every linter and test suite
 #
-# Other targets: deps, port, build, lint, test-python, example-recording, clean,
+# Other targets: deps, port, build, lint, test-python, test-pythons (the port
+# built against each CPython 3.10 to 3.13), example-recording, clean,
 # soak (docs/soak.md), fuzz and fuzz-quick (docs/fuzzing.md), bench and
 # bench-quick (docs/performance.md).
 # Every recipe line is its own step; the first one that fails stops the run.
@@ -82,8 +83,11 @@ test: build
 	$(MAKE) --no-print-directory fuzz-quick
 	$(PYTHON) -m ruff check $(PYTHON_SOURCES)
 	$(WITHIN_LIMIT) $(PORT_BIN) python -m pytest -q test/python
+	$(WITHIN_LIMIT) ./scripts/test-pythons.sh $(TEST_EXTRA_PYTHONS)
 	$(REBAR3) xref
 	$(REBAR3) dialyzer
+	@# The API documentation builds without a warning.
+	out=$$($(REBAR3) edoc 2>&1); echo "$$out"; ! grep -qiE 'warning|error' <<< "$$out"
 	$(WITHIN_LIMIT) $(REBAR3) eunit
 	$(WITHIN_LIMIT) $(REBAR3) ct
 
@@ -111,6 +115,16 @@ fuzz-quick:
 fuzz:
 	./scripts/install-fuzz-deps.sh
 	./scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+## test-pythons: the port's test suites (cargo test) and the Python tests,
+## with the port built against each CPython of PYTHONS (default 3.10 to
+## 3.13; pythonX.Y on PATH or pyenv), each in target/python-X.Y.
+## `make test` runs it for TEST_EXTRA_PYTHONS, versions besides the default.
+PYTHONS ?= 3.10 3.11 3.12 3.13
+TEST_EXTRA_PYTHONS ?= 3.13
+.PHONY: test-pythons
+test-pythons:
+	./scripts/test-pythons.sh $(PYTHONS)
 
 ## test-python: only the Python tests, inside the port's interpreter
 test-python: port

@@ -160,7 +160,7 @@ fn serve(
     if let Some(Err(unusable)) = python.map(interpreter::check) {
         // Said instead of `hello`: start_link returns it as its error.
         framing::write_frame(&mut stream.output, &terms::encode(&unusable.to_term()))?;
-        return Ok(ExitCode::from(3));
+        return Ok(ExitCode::from(4));
     }
     let package_dir = python::find_package_dir(python_dir).ok_or(Error::NoPackageDir)?;
     let recorder = record.map(|path| Recorder::create(path, record_bytes)).transpose()?.map(Arc::new);

@@ -19,7 +19,7 @@ suite() ->
     [{timetrap, {minutes, 20}}].
 
 all() ->
-    [{group, rebar3}, mix_dependency].
+    [{group, rebar3}, mix_dependency, python_package_for_tooling].
 
 %% The release is made from the project of the git dependency case.
 groups() ->
@@ -130,6 +130,40 @@ mix_dependency(Config) ->
         _ -> ok
     end,
     true = filelib:is_regular(filename:join([Checkout, "priv", "py_reactor_port"])).
+
+%% `pip install ./python' into a virtualenv (with the build's mypy visible
+%% through the system site-packages) gives type checkers the `erlang'
+%% package and the stubs of `_py_reactor': `mypy --strict' passes on the
+%% examples, copied away from the source tree, and catches a misuse.
+python_package_for_tooling(Config) ->
+    Tmp = ?config(tmp, Config),
+    Src = ?config(src, Config),
+    Venv = filename:join(Tmp, "tooling_venv"),
+    Python = quote(filename:join([Venv, "bin", "python"])),
+    _ = run(Tmp, "python3 -m venv --system-site-packages " ++ quote(Venv), Config),
+    _ = run(Tmp, Python ++ " -m pip install --disable-pip-version-check -q "
+                 ++ quote(filename:join(Src, "python")), Config),
+    Examples = filename:join(Tmp, "examples_elsewhere"),
+    _ = run(Tmp, "cp -r " ++ quote(filename:join(Src, "examples")) ++ " " ++ quote(Examples),
+            Config),
+    Output = run(Examples, Python ++ " -m mypy --strict --no-incremental .", Config),
+    case string:find(Output, "Success: no issues found") of
+        nomatch -> ct:fail({mypy_output, Output});
+        _ -> ok
+    end,
+    ok = write_file(filename:join(Tmp, "misuse/misuse.py"),
+                    "import erlang.reactor as reactor\n"
+                    "reactor.set_protocol_factory(42)\n"),
+    case sh(Python ++ " -m mypy --strict --no-incremental misuse.py", [],
+            filename:join(Tmp, "misuse"), env(Config), 300000) of
+        {1, Errors} ->
+            case string:find(Errors, "\"set_protocol_factory\" has incompatible type") of
+                nomatch -> ct:fail({mypy_misuse_output, Errors});
+                _ -> ok
+            end;
+        Other ->
+            ct:fail({mypy_misuse_not_caught, Other})
+    end.
 
 %% The throwaway projects.
 

@@ -319,7 +319,7 @@ reactor.set_protocol_factory(MyProtocol)
     [ok = gen_tcp:close(S) || S <- [Client, Client2, ClientSock2, LSock]].
 
 dup_fd_errors(_Config) ->
-    {error, ebadf} = py:dup_fd(1000000),
+    {error, _} = py:dup_fd(1000000),
     %% A descriptor of the VM that is not a socket (a pipe or a file).
     NotSockets = [list_to_integer(Name)
                   || Name <- element(2, file:list_dir("/proc/self/fd")),

@@ -274,7 +274,7 @@ def init_connection(fd: int, client_info: dict[Any, Any]) -> Protocol:
     return protocol
 
 
-def on_read_ready(fd: int, data: ReactorBuffer | bytes | None = None) -> str:
+def on_read_ready(fd: int, data: ReactorBuffer | None = None) -> str:
     """Pass ``data`` read from ``fd`` to its protocol; return the action.
 
     Calls ``data_received(data)``.  Returns ``"close"`` when no protocol is
@@ -288,9 +288,10 @@ def on_read_ready(fd: int, data: ReactorBuffer | bytes | None = None) -> str:
     if protocol is None:
         return CLOSE
     if data is None:
-        data = protocol.read()
-        if not data:
+        chunk = protocol.read()
+        if not chunk:
             return CLOSE
+        data = ReactorBuffer(chunk)
     return protocol.data_received(data)
 
 
