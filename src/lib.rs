@@ -16,6 +16,7 @@ pub mod recording;
 pub mod replay;
 pub mod stdio;
 pub mod terms;
+pub mod timers;
 
 /// Errors that stop the port before or outside the loop.
 #[derive(Debug, thiserror::Error)]
