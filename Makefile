@@ -60,8 +60,9 @@ port:
 	install -m 0755 $(CARGO_TARGET_DIR)/release/py_reactor_port $(PORT_BIN).tmp
 	mv -f $(PORT_BIN).tmp $(PORT_BIN)
 	rm -rf priv/python.tmp
-	install -d priv/python.tmp/erlang
-	install -m 0644 python/erlang/*.py python/erlang/py.typed priv/python.tmp/erlang/
+	install -d priv/python.tmp
+	cp -R python/erlang priv/python.tmp/erlang
+	find priv/python.tmp -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf priv/python
 	mv priv/python.tmp priv/python
 
