@@ -3,6 +3,7 @@
 //! (`reactor`) to Python and back (see `docs/internals.md`).
 
 pub mod fdpass;
+pub mod forkguard;
 pub mod framing;
 pub mod handoff;
 pub mod interpreter;

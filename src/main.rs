@@ -17,7 +17,7 @@ use py_reactor_port::outbound::{Outbound, Sink};
 use py_reactor_port::python::{self, native::Shared};
 use py_reactor_port::recording::{self, Recorder};
 use py_reactor_port::replay::{self, ReplayOptions};
-use py_reactor_port::{framing, interpreter, lifeline, reactor, stdio, terms, Error};
+use py_reactor_port::{forkguard, framing, interpreter, lifeline, reactor, stdio, terms, Error};
 
 #[derive(Debug, Parser)]
 #[command(name = "py_reactor_port", version, about = "Runs Python reactor protocols for an Erlang VM")]
@@ -156,7 +156,8 @@ fn serve(
     // First of all, before anything can print: the frame stream moves to
     // private descriptors.
     let mut stream = stdio::take_frame_stream()?;
-    lifeline::watch(&stream.input)?;
+    lifeline::watch(&stream.input, vm_pid)?;
+    forkguard::install()?;
     if let Some(Err(unusable)) = python.map(interpreter::check) {
         // Said instead of `hello`: start_link returns it as its error.
         framing::write_frame(&mut stream.output, &terms::encode(&unusable.to_term()))?;

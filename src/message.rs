@@ -46,6 +46,33 @@ pub enum RequestError {
         reference: Term,
         reason: String,
     },
+    /// A `handoff` of the wrong shape that still names its connection id:
+    /// answered with `{closed, ConnId, {bad_request, _}}`, so that the VM
+    /// does not count a connection that will never exist.
+    #[error("bad handoff request: {reason}")]
+    BadHandoff { conn_id: u64, reason: String },
+}
+
+/// Who waits for the answer to a frame that cannot be decoded as a whole.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Carrier {
+    /// A request whose reply goes to this `Ref`.
+    Reply(Term),
+    /// A `handoff` of this connection id.
+    Handoff(u64),
+}
+
+impl Carrier {
+    /// What the first bytes of a refused frame say: a known request name
+    /// followed by its `Ref` (or, for `handoff`, a valid connection id).
+    pub fn of_frame(bytes: &[u8]) -> Option<Carrier> {
+        let (name, second) = terms::request_head(bytes)?;
+        match name.as_str() {
+            "handoff" => as_u64(&second).filter(|id| *id > 0).map(Carrier::Handoff),
+            "setup" | "stats" | "stop" | "exec" | "eval" | "call" => Some(Carrier::Reply(second)),
+            _ => None,
+        }
+    }
 }
 
 impl Request {
@@ -108,6 +135,26 @@ impl Request {
                     _ => return Err(bad("call", &reference, "args must be a list")),
                 };
                 Ok(Request::Call { reference, module, function, args })
+            }
+            ("handoff", n) if n >= 2 => {
+                let reason = format!("handoff request with {} fields, expected 2", n - 1);
+                match as_u64(&elements[1]) {
+                    Some(conn_id) if conn_id > 0 => Err(RequestError::BadHandoff { conn_id, reason }),
+                    _ => Err(RequestError::Unknown(reason)),
+                }
+            }
+            ("setup" | "stats" | "stop" | "exec" | "eval" | "call", n) if n >= 2 => {
+                // The shape is wrong but the `Ref` is where it belongs: the
+                // caller gets an answer instead of waiting for none.
+                let (name, fields): (&'static str, usize) = match name.as_str() {
+                    "setup" => ("setup", 2),
+                    "stats" => ("stats", 1),
+                    "stop" => ("stop", 1),
+                    "exec" => ("exec", 2),
+                    "eval" => ("eval", 2),
+                    _ => ("call", 4),
+                };
+                Err(bad(name, &elements[1], &format!("{} fields, expected {fields}", n - 1)))
             }
             ("setup" | "handoff" | "stats" | "stop" | "exec" | "eval" | "call", n) => {
                 Err(RequestError::Unknown(format!("{name} request with {} fields", n - 1)))
@@ -210,6 +257,13 @@ pub enum CloseReason {
     NotSetUp,
     DuplicateId,
     FdNotReceived,
+    /// The handed-off descriptor is a listening socket (`SO_ACCEPTCONN`).
+    ListeningSocket,
+    /// The handed-off descriptor is a stream socket with no peer.
+    NotConnected,
+    /// The `handoff` frame could not be decoded (too deep, too many terms,
+    /// a tag the port does not take) or had the wrong shape.
+    BadTerm(String),
 }
 
 impl CloseReason {
@@ -225,6 +279,9 @@ impl CloseReason {
             CloseReason::NotSetUp => atom("not_set_up"),
             CloseReason::DuplicateId => atom("duplicate_id"),
             CloseReason::FdNotReceived => atom("fd_not_received"),
+            CloseReason::ListeningSocket => atom("listening_socket"),
+            CloseReason::NotConnected => atom("not_connected"),
+            CloseReason::BadTerm(text) => tuple(vec![atom("bad_term"), binary(text.as_bytes())]),
         }
     }
 }
@@ -242,6 +299,9 @@ pub enum RequestFailure {
     AlreadySetUp,
     BadRequest(String),
     Unconvertible(String),
+    /// The request's frame could not be decoded: too deep, too many terms,
+    /// a tag the port does not take.
+    BadTerm(String),
 }
 
 impl RequestFailure {
@@ -252,6 +312,7 @@ impl RequestFailure {
             RequestFailure::AlreadySetUp => atom("already_set_up"),
             RequestFailure::BadRequest(t) => tuple(vec![atom("bad_request"), binary(t.as_bytes())]),
             RequestFailure::Unconvertible(t) => tuple(vec![atom("unconvertible"), binary(t.as_bytes())]),
+            RequestFailure::BadTerm(t) => tuple(vec![atom("bad_term"), binary(t.as_bytes())]),
         };
         tuple(vec![atom("error"), reason])
     }

@@ -18,7 +18,7 @@ use crate::fdpass::{self, AuxChannel, AuxListener};
 use crate::framing::{Fill, FrameReader, MAX_FRAME};
 use crate::handoff::{Offer, Paired, Pairing};
 use crate::message::{
-    CloseReason, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
+    Carrier, CloseReason, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
 };
 use crate::python::native::Shared;
 use crate::python::{self, Action, Bridge, CallbackError};
@@ -107,6 +107,7 @@ impl Reactor {
         }
         reactor.selector.select(KEY_INPUT, Interest::READ)?;
         reactor.selector.select(KEY_LISTENER, Interest::READ)?;
+        crate::lifeline::attach_waker(reactor.selector.waker());
         reactor.input = Some(input);
         reactor.listener = Some(listener);
         Ok(reactor)
@@ -153,6 +154,10 @@ impl Reactor {
                 if self.shared.outbound.is_broken() && self.exit.is_none() {
                     self.exit = Some(Exit::OutputClosed);
                 }
+                if crate::lifeline::parent_gone() && self.exit.is_none() {
+                    // The VM is gone though stdin is held open elsewhere.
+                    self.exit = Some(Exit::InputClosed);
+                }
             }
             self.finish(py);
         });
@@ -162,6 +167,7 @@ impl Reactor {
     /// One turn of the loop: waits (GIL released) up to `timeout` for events,
     /// then serves them all under one GIL hold. Returns how many were served.
     pub fn turn(&mut self, py: Python<'_>, timeout: Option<Duration>) -> std::io::Result<usize> {
+        crate::forkguard::exit_if_child("a Python call");
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         let selector = &mut self.selector;
@@ -226,9 +232,31 @@ impl Reactor {
             Offer::Duplicate(fd) => {
                 drop(fd);
                 self.notify(Notice::AuxError(format!(
-                    "descriptor for connection id {conn_id}, which is already in use; closed"
+                    "descriptor for connection id {conn_id}, which is already used; closed"
                 )));
             }
+            // Only a loss is refused, never a descriptor that came.
+            Offer::Refused(_) => {}
+        }
+    }
+
+    /// The descriptor tagged `conn_id` was lost on its way (see
+    /// [`fdpass::Missing`]): its handoff is refused at once, now if its
+    /// frame is here, else when it comes.
+    fn lose_fd(&mut self, conn_id: u64, missing: fdpass::Missing) {
+        let reason = match missing {
+            fdpass::Missing::Limit(errno) => CloseReason::Io(errno),
+            fdpass::Missing::Truncated | fdpass::Missing::NotSent => CloseReason::FdNotReceived,
+        };
+        match self.pairing.offer_lost(conn_id, reason, Instant::now()) {
+            Offer::Refused(reason) => {
+                self.counters.refused_handoffs += 1;
+                self.notify(Notice::Closed { conn_id, reason });
+            }
+            Offer::Waiting | Offer::Paired(_) => {}
+            Offer::Duplicate(_) => self.notify(Notice::AuxError(format!(
+                "a lost descriptor for connection id {conn_id}, which is already used"
+            ))),
         }
     }
 
@@ -301,7 +329,18 @@ impl Reactor {
     fn on_frame(&mut self, py: Python<'_>, bytes: &[u8]) {
         let term = match terms::decode(bytes) {
             Ok(t) => t,
-            Err(e) => return self.notify(Notice::FrameError(e.to_string())),
+            // A request that cannot be decoded is still answered, when its
+            // first bytes say who waits: nobody is left waiting for a reply,
+            // nor counts a connection that will not exist.
+            Err(e) => {
+                return match Carrier::of_frame(bytes) {
+                    Some(Carrier::Reply(reference)) => {
+                        self.notify(Notice::failed(reference, &RequestFailure::BadTerm(e.to_string())))
+                    }
+                    Some(Carrier::Handoff(conn_id)) => self.refuse_frame(conn_id, CloseReason::BadTerm(e.to_string())),
+                    None => self.notify(Notice::FrameError(e.to_string())),
+                };
+            }
         };
         match Request::from_term(term) {
             Ok(request) => self.on_request(py, request),
@@ -311,10 +350,27 @@ impl Reactor {
                 let RequestError::Bad { reference, .. } = e else { unreachable!() };
                 self.notify(Notice::failed(reference, &RequestFailure::BadRequest(text)));
             }
+            Err(RequestError::BadHandoff { conn_id, reason }) => {
+                self.refuse_frame(conn_id, CloseReason::BadTerm(format!("bad handoff request: {reason}")));
+            }
         }
     }
 
+    /// Refuses the `handoff` of `conn_id` whose frame could not be used: its
+    /// descriptor is closed, now or when it comes, and the VM is told.
+    fn refuse_frame(&mut self, conn_id: u64, reason: CloseReason) {
+        drop(self.pairing.refuse(conn_id));
+        self.counters.refused_handoffs += 1;
+        self.notify(Notice::Closed { conn_id, reason });
+    }
+
     fn on_request(&mut self, py: Python<'_>, request: Request) {
+        self.serve_request(py, request);
+        // Setup code, `exec`, `eval` and `call` may fork too.
+        crate::forkguard::exit_if_child("a request");
+    }
+
+    fn serve_request(&mut self, py: Python<'_>, request: Request) {
         match request {
             Request::Setup { reference, options } => {
                 let notice = if self.bridge.is_some() {
@@ -338,6 +394,10 @@ impl Reactor {
                     Offer::Duplicate(_) => {
                         self.counters.refused_handoffs += 1;
                         self.notify(Notice::Closed { conn_id, reason: CloseReason::DuplicateId });
+                    }
+                    Offer::Refused(reason) => {
+                        self.counters.refused_handoffs += 1;
+                        self.notify(Notice::Closed { conn_id, reason });
                     }
                 }
             }
@@ -433,6 +493,9 @@ impl Reactor {
                     for (conn_id, fd) in received.tagged {
                         self.offer_fd(py, conn_id, fd);
                     }
+                    for (conn_id, missing) in received.missing {
+                        self.lose_fd(conn_id, missing);
+                    }
                     if received.eof {
                         // The VM closed its end: no more descriptors will come,
                         // but frames still may; the loop goes on until stdin ends.
@@ -465,6 +528,12 @@ impl Reactor {
             self.counters.refused_handoffs += 1;
             self.notify(Notice::Closed { conn_id, reason: CloseReason::FdNotReceived });
         }
+        for conn_id in expired.lost {
+            self.notify(Notice::AuxError(format!(
+                "the descriptor for connection id {conn_id} was lost and no handoff frame came within {:?}",
+                crate::handoff::PAIRING_TIMEOUT
+            )));
+        }
     }
 
     // ---- connections -------------------------------------------------------
@@ -478,6 +547,13 @@ impl Reactor {
         let Some(bridge) = &self.bridge else { return refuse(self, CloseReason::NotSetUp) };
         if self.active >= self.max_connections {
             return refuse(self, CloseReason::MaxConnections);
+        }
+        // Before anything touches it: a listening socket is the VM's, and
+        // neither its flags nor a shutdown may change it.
+        match fdpass::check_connected(fd.as_fd()) {
+            Ok(()) => {}
+            Err(fdpass::NotConnection::Listening) => return refuse(self, CloseReason::ListeningSocket),
+            Err(fdpass::NotConnection::NoPeer) => return refuse(self, CloseReason::NotConnected),
         }
         if let Err(errno) = fdpass::prepare_received(fd.as_fd()) {
             return refuse(self, CloseReason::Io(errno));

@@ -41,9 +41,9 @@
 %% <dd>Registers the context as `py_reactor_context_default', the context
 %%     {@link handoff/2} uses.</dd>
 %% <dt>`start_timeout' (`timeout()', default 30000)</dt>
-%% <dd>Milliseconds allowed for the port to say `hello' and for the Python
-%%     setup to finish; past it, start_link returns
-%%     `{error, {timeout, hello | setup}}'.</dd>
+%% <dd>Milliseconds allowed for the whole start: the port saying `hello'
+%%     and the Python setup finishing. Past it, the port is killed at once
+%%     and start_link returns `{error, {timeout, hello | setup}}'.</dd>
 %% <dt>`stop_timeout' (`timeout()', default 5000)</dt>
 %% <dd>Milliseconds allowed for the port to close its connections and exit
 %%     when the context stops; past it the port's OS process is killed
@@ -277,25 +277,42 @@ handoff(Fd, ClientInfo) ->
 %% `reactor_pid' (the context's pid) and `conn_id' (the connection's id). An
 %% `addr' given as a string or as an IP address tuple is passed as a binary.
 %%
+%% Once `ok' is returned the port may still refuse the descriptor; it then
+%% closes it and the refusal is logged at `warning' and counted in
+%% `refused_handoffs': `{error, emfile}' (the port is out of descriptors),
+%% `listening_socket' or `not_connected' (not a connection: the descriptor
+%% is left as it was, so a listening socket handed off by mistake keeps
+%% accepting).
+%%
 %% Errors (nothing has been sent to the port):
 %% `{error, max_connections}' when `max_connections' connections are open
 %% (counted in `refused_handoffs');
 %% `{error, no_reactor_context}' when `Ctx' is not alive;
 %% `{error, {context_exited, Reason}}' when it stopped during the call;
 %% `{error, {bad_client_info, ClientInfo}}' when a term has no Python form;
+%% `{error, {bad_term, Why}}' when `ClientInfo' is more than the port
+%% decodes (`Why': `{too_deep, 256}', `{too_many_terms, 1048576}' or
+%% `{too_large, Size, MaxFrame}', see {@link py_reactor_term});
 %% `{error, {aux_socket, Posix}}' when the descriptor could not be passed
 %% (`ebadf' for a closed descriptor, for instance).
 -spec handoff(server(), non_neg_integer(), client_info()) -> ok | {error, term()}.
 handoff(Ctx, Fd, ClientInfo) when is_integer(Fd), Fd >= 0, is_map(ClientInfo) ->
     case normalise_client_info(ClientInfo) of
         {ok, ClientInfo1} ->
-            case safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity) of
+            %% The frame as do_handoff/3 builds it, with leaves in place of
+            %% the pid and the id: what the port will decode.
+            Frame = {handoff, 0, ClientInfo1#{reactor_pid => 0, conn_id => 0}},
+            case py_reactor_term:check(Frame) of
                 ok ->
-                    %% A descriptor made by py:dup_fd/1 belongs to the
-                    %% reactor now: the VM's copy is closed.
-                    py_reactor_dup:handed_off(Fd);
-                Error ->
-                    Error
+                    case safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity) of
+                        ok ->
+                            %% A descriptor made by py:dup_fd/1 belongs to
+                            %% the reactor now: the VM's copy is closed.
+                            py_reactor_dup:handed_off(Fd);
+                        Error ->
+                            Error
+                    end;
+                {error, Why} -> {error, {bad_term, Why}}
             end;
         {error, Reason} ->
             {error, Reason}
@@ -412,7 +429,9 @@ call(Ctx, Module, Function, Args) ->
 %% (`Module' is imported; `'__main__'' reaches what `exec' defined).
 %%
 %% `Args' are converted to Python values; a term with no Python form (a
-%% reference, a fun, ...) gives `{error, {bad_request, Text}}'. `Timeout' is
+%% reference, ...) gives `{error, {bad_request, Text}}', and arguments more
+%% than the port decodes give `{error, {bad_term, Why}}' at once (see
+%% {@link handoff/3}). `Timeout' is
 %% in milliseconds or `infinity'. Results and other errors as {@link eval/3}.
 -spec call(server(), atom() | unicode:chardata(), atom() | unicode:chardata(), [term()],
            timeout()) -> {ok, term()} | {error, term()}.
@@ -643,6 +662,16 @@ start_port(Id, Mode, Opts) ->
             case handshake(Opts, Deadline, State) of
                 {ok, State1} ->
                     {ok, State1};
+                {error, {timeout, Stage} = Reason, State1} ->
+                    %% start_timeout bounds the whole start: a port that has
+                    %% not said hello or finished its setup by now is stuck
+                    %% (in Python, most likely) and gets no more time.
+                    ?LOG_WARNING("py_reactor_context ~0p: the port program (os pid ~b) did not "
+                                 "finish its ~0p within start_timeout; killing it",
+                                 [Id, OsPid, Stage]),
+                    ok = kill_port(State1),
+                    ok = close_aux(State1),
+                    {error, Reason};
                 {error, Reason, State1} ->
                     _ = shutdown_port(State1),
                     ok = close_aux(State1),
@@ -818,6 +847,19 @@ await_exit(StopRef, Deadline, State = #state{port = Port, os_pid = OsPid}) ->
         State#state{port = undefined}
     end.
 
+%% Kills the port program at once and waits (briefly) for it to be gone.
+kill_port(#state{port = undefined}) ->
+    ok;
+kill_port(#state{port = Port, os_pid = OsPid}) ->
+    ok = kill_os_pid(OsPid),
+    receive
+        {Port, {exit_status, _}} -> ok
+    after ?KILL_WAIT ->
+        ok = close_port(Port),
+        ok = await_os_exit(OsPid, deadline(?KILL_WAIT))
+    end,
+    flush_port(Port).
+
 close_port(Port) ->
     try port_close(Port) of
         true -> ok
@@ -962,7 +1004,12 @@ do_request(Kind, Args, From, State = #state{next_ref = Ref, requests = Requests}
     end.
 
 request(Ctx, Kind, Args, Timeout) ->
-    safe_call(Ctx, {request, Kind, Args}, Timeout).
+    %% Checked here, in the caller: a term the port would refuse is refused
+    %% at once, without a trip to the context or the port.
+    case py_reactor_term:check(list_to_tuple([Kind, 0 | Args])) of
+        ok -> safe_call(Ctx, {request, Kind, Args}, Timeout);
+        {error, Why} -> {error, {bad_term, Why}}
+    end.
 
 safe_call(Ctx, Request, Timeout) ->
     try
@@ -1006,7 +1053,7 @@ send_frame(Term, #state{port = Port, max_frame = MaxFrame}) ->
     Frame = term_to_binary(Term),
     case byte_size(Frame) of
         Size when Size > MaxFrame ->
-            {error, {frame_too_large, Size, MaxFrame}};
+            {error, {bad_term, {too_large, Size, MaxFrame}}};
         _ ->
             try port_command(Port, Frame) of
                 true -> ok
@@ -1084,6 +1131,9 @@ is_log_level(Level) ->
 log_closed(_ConnId, Reason, _State) when Reason =:= normal; Reason =:= eof;
                                          Reason =:= stopped ->
     ok;
+log_closed(ConnId, {error, Errno}, State) when Errno =:= emfile; Errno =:= enfile ->
+    ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: it is out of "
+                 "descriptors (~0p)", [State#state.id, ConnId, Errno]);
 log_closed(ConnId, {error, Errno}, State) ->
     ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: ~0p",
                [State#state.id, ConnId, Errno]);
@@ -1095,7 +1145,8 @@ log_closed(ConnId, {bad_action, Text}, State) ->
     ?LOG_WARNING("py_reactor_context ~0p: connection ~b closed: the protocol returned "
                  "a bad action: ~ts", [State#state.id, ConnId, Text]);
 log_closed(ConnId, Reason, State) when Reason =:= max_connections; Reason =:= not_set_up;
-                                       Reason =:= duplicate_id; Reason =:= fd_not_received ->
+                                       Reason =:= duplicate_id; Reason =:= fd_not_received;
+                                       Reason =:= listening_socket; Reason =:= not_connected ->
     ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: ~0p",
                  [State#state.id, ConnId, Reason]);
 log_closed(ConnId, Reason, State) ->

@@ -296,7 +296,9 @@ impl Bridge {
     pub fn init_connection(&self, py: Python<'_>, fd: RawFd, client_info: &Term) -> Result<Py<PyAny>, CallbackError> {
         let info = term_to_py(py, client_info).map_err(|e| CallbackError::BadClientInfo(e.to_string()))?;
         before_callback();
-        self.init_connection.call1(py, (fd, info)).map_err(|e| callback_error(py, fd, e))
+        let result = self.init_connection.call1(py, (fd, info));
+        crate::forkguard::exit_if_child("connection_made");
+        result.map_err(|e| callback_error(py, fd, e))
     }
 
     /// `protocol.data_received(ReactorBuffer(data))` for the connection on
@@ -323,10 +325,13 @@ impl Bridge {
 
     /// `erlang.reactor.close_connection(fd)`: `connection_lost` and unregistering.
     pub fn close_connection(&self, py: Python<'_>, fd: RawFd) -> Result<(), PythonError> {
-        self.close_connection.call1(py, (fd,)).map(|_| ()).map_err(|e| python_error(py, e))
+        let result = self.close_connection.call1(py, (fd,));
+        crate::forkguard::exit_if_child("connection_lost");
+        result.map(|_| ()).map_err(|e| python_error(py, e))
     }
 
     fn action(&self, py: Python<'_>, fd: RawFd, result: PyResult<Bound<'_, PyAny>>) -> Result<Action, CallbackError> {
+        crate::forkguard::exit_if_child("a protocol callback");
         let value = result.map_err(|e| callback_error(py, fd, e))?;
         if let Some((_, action)) = self.actions.iter().find(|(name, _)| value.is(name)) {
             return Ok(*action);
@@ -343,6 +348,7 @@ impl Bridge {
 }
 
 fn before_callback() {
+    crate::forkguard::exit_if_child("a Python call");
     if let Some(shared) = Shared::get() {
         shared.clear_write_failure();
     }
