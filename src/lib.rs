@@ -7,6 +7,7 @@ pub mod forkguard;
 pub mod framing;
 pub mod handoff;
 pub mod interpreter;
+pub mod http;
 pub mod lifeline;
 pub mod message;
 pub mod outbound;

@@ -174,6 +174,11 @@ fn serve(
     }
     let reactor = reactor::Reactor::serve(stream.input, shared, vm_pid, socket_dir)?;
     reactor.run();
+    // Every connection got connection_lost: now Python's own exit (atexit
+    // handlers, open files flushed), as when a Python program ends.
+    if !python::finalize() {
+        eprintln!("py_reactor_port: Python's exit sequence reported an error");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

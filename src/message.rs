@@ -19,6 +19,12 @@ pub struct SetupOptions {
     pub app_module: Option<String>,
     pub app_callable: Option<String>,
     pub max_connections: Option<u64>,
+    /// `auto`, `wsgi`, `asgi` or `protocol` (`docs/http.md`).
+    pub app_interface: Option<String>,
+    /// The HTTP limits, for a web application.
+    pub http: crate::http::Limits,
+    /// Close a connection after this long without a readiness event.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// A request from the VM.
@@ -187,6 +193,17 @@ impl SetupOptions {
                             .ok_or("max_connections must be a positive integer")?,
                     )
                 }
+                "idle_timeout" => {
+                    // Milliseconds, or `infinity` (the default), as OTP's timeouts.
+                    options.idle_timeout = match as_atom(value) {
+                        Some("infinity") => None,
+                        _ => Some(std::time::Duration::from_millis(
+                            as_u64(value)
+                                .filter(|n| *n > 0)
+                                .ok_or("idle_timeout must be a positive integer (milliseconds) or infinity")?,
+                        )),
+                    }
+                }
                 "python_path" => {
                     let Term::List(l) = value else {
                         return Err("python_path must be a list of binaries".into());
@@ -196,6 +213,35 @@ impl SetupOptions {
                         .iter()
                         .map(|p| text_of(p).ok_or("python_path must be a list of binaries"))
                         .collect::<Result<_, _>>()?;
+                }
+                "app_interface" => {
+                    let name = text("app_interface")?;
+                    if !["auto", "wsgi", "asgi", "protocol"].contains(&name.as_str()) {
+                        return Err("app_interface must be auto, wsgi, asgi or protocol".into());
+                    }
+                    options.app_interface = Some(name);
+                }
+                "max_request_line" | "max_header_block" | "max_header_count" | "max_body_size" | "keepalive_timeout"
+                | "header_timeout" | "threads" => {
+                    let n = as_u64(value).filter(|n| *n > 0).ok_or_else(|| format!("{key} must be a positive integer"))?;
+                    let size = usize::try_from(n).map_err(|_| format!("{key} is too large"))?;
+                    let limits = &mut options.http;
+                    match key {
+                        "max_request_line" => limits.max_request_line = size,
+                        "max_header_block" => limits.max_header_block = size,
+                        "max_header_count" => limits.max_header_count = size.min(65536),
+                        "max_body_size" => limits.max_body_size = n,
+                        "keepalive_timeout" => limits.keepalive_timeout = std::time::Duration::from_millis(n),
+                        "header_timeout" => limits.header_timeout = std::time::Duration::from_millis(n),
+                        _ => limits.threads = size.min(1024),
+                    }
+                }
+                "access_log" => {
+                    options.http.access_log = match as_atom(value) {
+                        Some("true") => true,
+                        Some("false") => false,
+                        _ => return Err("access_log must be a boolean".into()),
+                    }
                 }
                 // Options the VM uses itself may pass through; unknown ones are an error.
                 other => return Err(format!("unknown option {other}")),
@@ -264,6 +310,8 @@ pub enum CloseReason {
     /// The `handoff` frame could not be decoded (too deep, too many terms,
     /// a tag the port does not take) or had the wrong shape.
     BadTerm(String),
+    /// No readiness event for the context's `idle_timeout`.
+    IdleTimeout,
 }
 
 impl CloseReason {
@@ -282,6 +330,7 @@ impl CloseReason {
             CloseReason::ListeningSocket => atom("listening_socket"),
             CloseReason::NotConnected => atom("not_connected"),
             CloseReason::BadTerm(text) => tuple(vec![atom("bad_term"), binary(text.as_bytes())]),
+            CloseReason::IdleTimeout => atom("idle_timeout"),
         }
     }
 }
@@ -466,6 +515,15 @@ mod tests {
         assert_eq!(options.setup_code.as_deref(), Some("pass"));
         assert_eq!(options.max_connections, Some(2));
         assert_eq!(options.python_path, vec!["/x".to_string()]);
+        let idle = |v: Term| match req(tuple(vec![atom("setup"), r.clone(), atom_map(vec![("idle_timeout", v)])])) {
+            Ok(Request::Setup { options, .. }) => Ok(options.idle_timeout),
+            Ok(other) => panic!("not a setup: {other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(idle(integer(1500)), Ok(Some(std::time::Duration::from_millis(1500))));
+        assert_eq!(idle(atom("infinity")), Ok(None));
+        assert!(idle(integer(0)).is_err());
+        assert!(idle(atom("never")).is_err());
     }
 
     #[test]

@@ -17,13 +17,19 @@ use pyo3::prelude::*;
 use crate::fdpass::{self, AuxChannel, AuxListener};
 use crate::framing::{Fill, FrameReader, MAX_FRAME};
 use crate::handoff::{Offer, Paired, Pairing};
+use crate::http::engine::{Engine, HttpConn};
 use crate::message::{
     Carrier, CloseReason, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
 };
+use crate::python::buffer::{self, ReadError};
 use crate::python::native::Shared;
-use crate::python::{self, Action, Bridge, CallbackError};
+use crate::python::timers::{self as py_timers, TimerHandle};
+use crate::python::{self, python_error, Action, Bridge, CallbackError};
 use crate::readiness::{Interest, Ready, Selector};
 use crate::terms;
+use crate::timers::{self, TimerId, Timers};
+
+mod web;
 
 const KEY_INPUT: usize = 0;
 const KEY_LISTENER: usize = 1;
@@ -33,13 +39,9 @@ const KEY_FIRST_CONNECTION: usize = 3;
 /// Default connection limit when `setup` names none.
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 100;
 
-/// Size of one read from a connection.
+/// Size of one read from a connection (a read that fills less than half of
+/// it gives the rest back to the allocator, see [`buffer::read`]).
 const READ_SIZE: usize = 64 * 1024;
-
-/// A read that fills less than this share of the buffer gives the rest back
-/// to the allocator (an in-place shrink, not a copy) before the buffer is
-/// lent to Python, so a small message does not pin 64 KiB.
-const SHRINK_BELOW: usize = READ_SIZE / 2;
 
 fn connection_key(fd: RawFd) -> usize {
     fd as usize + KEY_FIRST_CONNECTION
@@ -59,7 +61,20 @@ pub enum Exit {
 struct Connection {
     conn_id: u64,
     fd: OwnedFd,
-    protocol: Py<PyAny>,
+    handler: Handler,
+    /// The peer half-closed (a read returned 0) and `eof_received` kept the
+    /// connection open: nothing more can be read.
+    eof: bool,
+    /// The loop turn of the last readiness event, with `idle_timeout` set.
+    last_event: Instant,
+    /// The connection's idle timer, with `idle_timeout` set.
+    idle_timer: Option<TimerId>,
+}
+
+/// What serves a connection: the user's protocol, or the HTTP engine.
+enum Handler {
+    Protocol(Py<PyAny>),
+    Http(HttpConn),
 }
 
 #[derive(Debug, Default)]
@@ -82,10 +97,21 @@ pub struct Reactor {
     connections: Vec<Option<Connection>>,
     active: u64,
     bridge: Option<Bridge>,
+    /// Set up with a WSGI application: every connection speaks HTTP.
+    http: Option<Engine>,
     max_connections: u64,
     counters: Counters,
     ready: Vec<Ready>,
     exit: Option<Exit>,
+    /// Setup's `idle_timeout`: a connection with no readiness event for
+    /// that long is closed.
+    idle_timeout: Option<Duration>,
+    /// Idle timers, by (descriptor, connection id).
+    idle: Timers<(RawFd, u64)>,
+    /// When the current turn's wait ended (kept only with `idle_timeout`).
+    now: Instant,
+    /// Python timers due this turn; kept to reuse its allocation.
+    due: Vec<Py<TimerHandle>>,
 }
 
 impl Reactor {
@@ -129,10 +155,15 @@ impl Reactor {
             connections: Vec::new(),
             active: 0,
             bridge: None,
+            http: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             counters: Counters::default(),
             ready: Vec::with_capacity(256),
             exit: None,
+            idle_timeout: None,
+            idle: Timers::new(),
+            now: Instant::now(),
+            due: Vec::new(),
         })
     }
 
@@ -145,8 +176,9 @@ impl Reactor {
             .unwrap_or_default();
         self.notify(Notice::Hello { os_pid: std::process::id(), socket_path, max_frame: MAX_FRAME });
         Python::attach(|py| {
+            py_timers::attach_loop_thread();
             while self.exit.is_none() {
-                let timeout = self.pairing.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+                let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
                 if let Err(e) = self.turn(py, timeout) {
                     self.log(LogLevel::Error, format!("poll failed: {e}"));
                     self.exit = Some(Exit::InputClosed);
@@ -160,8 +192,22 @@ impl Reactor {
                 }
             }
             self.finish(py);
+            // Python objects are released here, with the GIL, so that nothing
+            // Python owns is left to a later, GIL-less drop.
+            self.bridge = None;
+            self.due.clear();
         });
         self.exit.unwrap_or(Exit::InputClosed)
+    }
+
+    /// The earliest deadline of anything the loop waits for besides events:
+    /// descriptors and frames waiting for their pair, idle connections,
+    /// Python's timers. `None` when there is none: the loop then waits for
+    /// events only, with no timeout.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        let deadline = timers::earliest(self.pairing.next_deadline(), self.idle.next_deadline());
+        let deadline = timers::earliest(deadline, self.http.as_mut().and_then(Engine::next_deadline));
+        timers::earliest(deadline, py_timers::next_deadline())
     }
 
     /// One turn of the loop: waits (GIL released) up to `timeout` for events,
@@ -172,15 +218,23 @@ impl Reactor {
         ready.clear();
         let selector = &mut self.selector;
         let waited = py.detach(|| selector.wait(&mut ready, timeout));
+        if self.idle_timeout.is_some() {
+            self.now = Instant::now();
+        }
         for event in ready.iter().copied() {
             self.dispatch(py, event);
         }
         let served = ready.len();
         self.ready = ready;
         self.arm_requested_writes();
+        if self.http.is_some() {
+            self.http_finished(py);
+            self.http_deadlines(py, Instant::now());
+        }
         if !self.pairing.is_empty() {
             self.expire_pairing(Instant::now());
         }
+        self.run_timers(py);
         waited.map(|()| served)
     }
 
@@ -193,6 +247,7 @@ impl Reactor {
     /// and flushes Python's streams.
     pub fn finish(&mut self, py: Python<'_>) {
         self.close_all(py);
+        py_timers::cancel_all();
         python::flush_streams(py);
         if let Some(recorder) = &self.shared.recorder {
             let reason = match self.exit {
@@ -267,6 +322,12 @@ impl Reactor {
             KEY_AUX => self.on_aux(py),
             key => {
                 let fd = (key - KEY_FIRST_CONNECTION) as RawFd;
+                if self.idle_timeout.is_some() {
+                    let now = self.now;
+                    if let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::as_mut) {
+                        conn.last_event = now;
+                    }
+                }
                 if event.interest.read {
                     self.on_readable(py, fd);
                 }
@@ -376,10 +437,15 @@ impl Reactor {
                 let notice = if self.bridge.is_some() {
                     Notice::failed(reference, &RequestFailure::AlreadySetUp)
                 } else {
-                    match python::setup(py, &options).and_then(|()| Bridge::load(py)) {
-                        Ok(bridge) => {
+                    let set_up = python::setup(py, &options)
+                        .and_then(|app| Ok((app, Bridge::load(py)?)))
+                        .and_then(|(app, bridge)| Ok((self.http_engine(py, app, options.http)?, bridge)));
+                    match set_up {
+                        Ok((http, bridge)) => {
                             self.bridge = Some(bridge);
+                            self.http = http;
                             self.max_connections = options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+                            self.idle_timeout = options.idle_timeout;
                             Notice::ok(reference)
                         }
                         Err(e) => Notice::failed(reference, &RequestFailure::Python(e)),
@@ -568,13 +634,32 @@ impl Reactor {
         self.shared.connection_opened(raw, conn_id);
         self.counters.total_connections += 1;
         self.active += 1;
-        match bridge.init_connection(py, raw, &client_info) {
+        let now = Instant::now();
+        if let Some(engine) = &mut self.http {
+            let http = engine.open(raw, web::peer(&fd, &client_info), now);
+            let idle_timer = self.idle_timeout.map(|t| self.idle.insert_after(now, t, (raw, conn_id)));
+            self.insert(Connection {
+                conn_id,
+                fd,
+                handler: Handler::Http(http),
+                eof: false,
+                last_event: now,
+                idle_timer,
+            });
+            self.select(py, raw, Interest::READ);
+            return;
+        }
+        match bridge.init_connection(py, raw, conn_id, &client_info) {
             Ok(protocol) => {
-                let slot = raw as usize;
-                if self.connections.len() <= slot {
-                    self.connections.resize_with(slot + 1, || None);
-                }
-                self.connections[slot] = Some(Connection { conn_id, fd, protocol });
+                let idle_timer = self.idle_timeout.map(|t| self.idle.insert_after(now, t, (raw, conn_id)));
+                self.insert(Connection {
+                    conn_id,
+                    fd,
+                    handler: Handler::Protocol(protocol),
+                    eof: false,
+                    last_event: now,
+                    idle_timer,
+                });
                 self.select(py, raw, Interest::READ);
             }
             Err(e) => {
@@ -585,39 +670,70 @@ impl Reactor {
         }
     }
 
+    fn insert(&mut self, conn: Connection) {
+        let slot = conn.fd.as_raw_fd() as usize;
+        if self.connections.len() <= slot {
+            self.connections.resize_with(slot + 1, || None);
+        }
+        self.connections[slot] = Some(conn);
+    }
+
     fn on_readable(&mut self, py: Python<'_>, fd: RawFd) {
         let Some(conn) = self.connection(fd) else { return };
-        // The kernel reads straight into the buffer that Python will get:
-        // the data is never copied on its way to `data_received`.
-        let mut data = Vec::with_capacity(READ_SIZE);
-        let result = read_into_spare(conn.fd.as_fd(), &mut data);
-        if let (Some(recorder), Ok(n)) = (&self.shared.recorder, result) {
-            recorder.read(conn.conn_id, &data[..n]);
+        if matches!(conn.handler, Handler::Http(_)) {
+            return self.http_readable(py, fd);
+        }
+        // The kernel reads straight into the `bytes` object that Python will
+        // get: the data is never copied on its way to `data_received`.
+        let result = buffer::read(py, conn.fd.as_fd(), READ_SIZE);
+        if let Some(recorder) = &self.shared.recorder {
+            match &result {
+                Ok(Some(data)) => recorder.read(conn.conn_id, data.as_bytes()),
+                Ok(None) => recorder.read(conn.conn_id, &[]),
+                Err(_) => {}
+            }
         }
         match result {
-            Ok(0) => self.close(py, fd, CloseReason::Eof),
-            Ok(n) => {
+            Ok(None) if conn.eof => self.close(py, fd, CloseReason::Eof),
+            Ok(None) => {
+                // The peer half-closed: the protocol may still answer.
+                let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::as_mut) else { return };
+                conn.eof = true;
+                let Handler::Protocol(protocol) = &conn.handler else { return };
+                let result = match &self.bridge {
+                    Some(bridge) => bridge.eof_received(py, fd, protocol),
+                    None => return,
+                };
+                match result {
+                    Ok(Action::Close) => self.close(py, fd, CloseReason::Eof),
+                    other => self.apply(py, fd, Interest::READ, other),
+                }
+            }
+            Ok(Some(data)) => {
+                let n = data.as_bytes().len();
                 self.shared.bytes_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 self.counters.total_requests += 1;
-                if n < SHRINK_BELOW {
-                    data.shrink_to_fit();
-                }
-                let Some(conn) = self.connection(fd) else { return };
+                let Some(Connection { handler: Handler::Protocol(protocol), .. }) = self.connection(fd) else { return };
                 let result = match &self.bridge {
-                    Some(bridge) => bridge.data_received(py, fd, &conn.protocol, data),
+                    Some(bridge) => bridge.data_received(py, fd, protocol, data),
                     None => return,
                 };
                 self.apply(py, fd, Interest::READ, result);
             }
-            Err(Errno::EAGAIN | Errno::EINTR) => self.select(py, fd, Interest::READ),
-            Err(errno) => self.close(py, fd, CloseReason::Io(errno)),
+            Err(ReadError::Os(Errno::EAGAIN | Errno::EINTR)) => self.select(py, fd, Interest::READ),
+            Err(ReadError::Os(errno)) => self.close(py, fd, CloseReason::Io(errno)),
+            // No memory for the buffer: the connection cannot be served.
+            Err(ReadError::Python(e)) => {
+                let reason = self.callback_failed(CallbackError::Python(python_error(py, e)));
+                self.close(py, fd, reason);
+            }
         }
     }
 
     fn on_writable(&mut self, py: Python<'_>, fd: RawFd) {
-        let Some(conn) = self.connection(fd) else { return };
+        let Some(Connection { handler: Handler::Protocol(protocol), .. }) = self.connection(fd) else { return };
         let result = match &self.bridge {
-            Some(bridge) => bridge.write_ready(py, fd, &conn.protocol),
+            Some(bridge) => bridge.write_ready(py, fd, protocol),
             None => return,
         };
         self.apply(py, fd, Interest::WRITE, result);
@@ -625,8 +741,18 @@ impl Reactor {
 
     fn apply(&mut self, py: Python<'_>, fd: RawFd, fired: Interest, result: Result<Action, CallbackError>) {
         // The callback may have closed it already (a close from Python).
-        if self.connection(fd).is_none() {
-            return;
+        let Some(conn) = self.connection(fd) else { return };
+        if conn.eof {
+            // After end of input, waiting to read again could only give end
+            // of input again: the connection ends there.
+            let reads = match result {
+                Ok(Action::Continue) => fired.read,
+                Ok(Action::ReadPending) => true,
+                _ => false,
+            };
+            if reads {
+                return self.close(py, fd, CloseReason::Eof);
+            }
         }
         match result {
             Ok(Action::Continue) => self.select(py, fd, fired),
@@ -673,8 +799,10 @@ impl Reactor {
     }
 
     fn arm_requested_writes(&mut self) {
-        for fd in self.shared.take_write_requests() {
-            if self.connection(fd).is_some() {
+        for (fd, conn_id) in self.shared.take_write_requests() {
+            // The descriptor may have been closed and its number given to
+            // another connection since the request was made.
+            if self.connection(fd).is_some_and(|c| c.conn_id == conn_id) {
                 // A failure here shows up as an error on the next event.
                 let _ = self.selector.select(connection_key(fd), Interest::WRITE);
             }
@@ -686,8 +814,14 @@ impl Reactor {
     }
 
     fn close(&mut self, py: Python<'_>, fd: RawFd, reason: CloseReason) {
-        let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
-        drop(conn.protocol);
+        let Some(mut conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
+        if let (Handler::Http(http), Some(engine)) = (&mut conn.handler, &mut self.http) {
+            engine.forget(http);
+        }
+        drop(conn.handler);
+        if let Some(timer) = conn.idle_timer {
+            self.idle.cancel(timer);
+        }
         self.finish_close(py, conn.conn_id, conn.fd, reason);
     }
 
@@ -695,7 +829,10 @@ impl Reactor {
     /// then tell the VM.
     fn finish_close(&mut self, py: Python<'_>, conn_id: u64, fd: OwnedFd, reason: CloseReason) {
         let raw = fd.as_raw_fd();
-        if let Some(bridge) = &self.bridge {
+        // Its timers never run: cancelled before connection_lost, and again
+        // once the connection is gone, for any set meanwhile from a thread.
+        py_timers::cancel_connection(conn_id);
+        if let Some(bridge) = self.bridge.as_ref().filter(|_| self.http.is_none()) {
             if let Err(e) = bridge.close_connection(py, raw) {
                 self.counters.python_errors += 1;
                 self.log(LogLevel::Error, e.traceback.trim_end().to_string());
@@ -708,8 +845,92 @@ impl Reactor {
         let _ = nix::sys::socket::shutdown(raw, nix::sys::socket::Shutdown::Both);
         drop(fd);
         self.shared.connection_closed(raw);
+        py_timers::cancel_connection(conn_id);
         self.active -= 1;
         self.notify(Notice::Closed { conn_id, reason });
+    }
+
+    // ---- timers -------------------------------------------------------------
+
+    /// Runs the Python timers and idle timeouts that are due.
+    fn run_timers(&mut self, py: Python<'_>) {
+        let deadline = self.next_timer_deadline();
+        let Some(deadline) = deadline else { return };
+        let now = Instant::now();
+        if deadline > now {
+            return;
+        }
+        self.expire_idle(py, now);
+        let mut due = std::mem::take(&mut self.due);
+        py_timers::take_due(now, &mut due);
+        for handle in due.drain(..) {
+            self.run_python_timer(py, &handle);
+        }
+        self.due = due;
+    }
+
+    fn next_timer_deadline(&mut self) -> Option<Instant> {
+        timers::earliest(self.idle.next_deadline(), py_timers::next_deadline())
+    }
+
+    fn expire_idle(&mut self, py: Python<'_>, now: Instant) {
+        let Some(limit) = self.idle_timeout else { return };
+        let mut due = Vec::new();
+        self.idle.take_due(now, &mut due);
+        for (_, (fd, conn_id)) in due {
+            let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::as_mut) else { continue };
+            if conn.conn_id != conn_id {
+                continue;
+            }
+            // Events only stamp the connection; its timer is moved here, when
+            // it fires early, rather than on every event.
+            let idle_until = conn.last_event + limit;
+            if idle_until > now {
+                conn.idle_timer = Some(self.idle.insert(idle_until, (fd, conn_id)));
+            } else {
+                conn.idle_timer = None;
+                self.close(py, fd, CloseReason::IdleTimeout);
+            }
+        }
+    }
+
+    fn run_python_timer(&mut self, py: Python<'_>, handle: &Py<TimerHandle>) {
+        let handle = handle.get();
+        let Some((callback, args)) = handle.take_call() else { return };
+        let owner = handle.owner();
+        if let Some(owner) = owner {
+            // Cancelled with its connection; checked again all the same.
+            if !self.connection(owner.fd).is_some_and(|c| c.conn_id == owner.conn_id) {
+                return;
+            }
+        }
+        let Some(bridge) = &self.bridge else { return };
+        let fd = owner.map_or(-1, |o| o.fd);
+        let result = bridge.call_timer(py, fd, callback.bind(py), args.bind(py));
+        match (owner, result) {
+            (Some(owner), Ok(Some(action))) => self.apply_timer_action(py, owner.fd, action),
+            (_, Ok(_)) => {}
+            (Some(owner), Err(e)) => {
+                if self.connection(owner.fd).is_some_and(|c| c.conn_id == owner.conn_id) {
+                    let reason = self.callback_failed(e);
+                    self.close(py, owner.fd, reason);
+                } else {
+                    self.callback_failed(e);
+                }
+            }
+            (None, Err(e)) => {
+                self.callback_failed(e);
+            }
+        }
+    }
+
+    /// What a connection's timer callback returned: nothing fired, so
+    /// `"continue"` (like `None`) leaves the connection as it is.
+    fn apply_timer_action(&mut self, py: Python<'_>, fd: RawFd, action: Action) {
+        match action {
+            Action::Continue | Action::AsyncPending => {}
+            other => self.apply(py, fd, Interest::NONE, Ok(other)),
+        }
     }
 
     fn close_all(&mut self, py: Python<'_>) {
@@ -743,20 +964,6 @@ impl Drop for Reactor {
             let _ = self.selector.deregister(KEY_AUX);
         }
     }
-}
-
-/// One `read(2)` into the unused capacity of `buf`, which grows by what was
-/// read; the memory is not zero-filled first only to be overwritten.
-fn read_into_spare(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> nix::Result<usize> {
-    let spare = buf.spare_capacity_mut();
-    // SAFETY: the kernel writes at most `spare.len()` bytes into memory that
-    // `buf` owns and does not otherwise use; exactly the bytes it reports as
-    // read are then marked initialised.
-    let n = unsafe { nix::libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
-    let n = Errno::result(n)? as usize;
-    // SAFETY: `read` initialised the first `n` spare bytes.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
 }
 
 /// Whether `fd` can be written without blocking, asked without waiting.

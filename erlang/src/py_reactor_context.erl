@@ -33,6 +33,29 @@
 %% <dt>`app_callable' (`atom() | unicode:chardata()')</dt>
 %% <dd>An attribute of `app_module' that must be callable; it becomes the
 %%     protocol factory.</dd>
+%% <dt>`app_interface' (`auto | wsgi | asgi | protocol', default `auto')</dt>
+%% <dd>What `app_callable' is: `protocol', a protocol factory; `wsgi', a
+%%     WSGI application, served over HTTP/1.1 on every connection handed
+%%     to the context (`docs/http.md'); `asgi' is refused for now. `auto'
+%%     picks `protocol' for a `reactor.Protocol' subclass or a callable
+%%     taking no arguments, `asgi' for a coroutine function, `wsgi'
+%%     otherwise.</dd>
+%% <dt>`max_request_line', `max_header_block', `max_header_count',
+%%     `max_body_size' (`pos_integer()', bytes or a count)</dt>
+%% <dd>HTTP limits of a WSGI context (defaults 8192, 65536, 100 and
+%%     1073741824): over them a request gets 414, 431, 431 or 413.</dd>
+%% <dt>`keepalive_timeout', `header_timeout' (`pos_integer()', milliseconds,
+%%     defaults 5000 and 10000)</dt>
+%% <dd>How long an idle keep-alive connection is kept, and how long a
+%%     request head may take from its first byte (then 408).</dd>
+%% <dt>`threads' (`pos_integer()', default 8)</dt>
+%% <dd>Threads that run the WSGI application's calls.</dd>
+%% <dt>`access_log' (`boolean()', default `false')</dt>
+%% <dd>One `info' log line per HTTP request.</dd>
+%% <dt>`idle_timeout' (`timeout()', milliseconds, default `infinity')</dt>
+%% <dd>A connection with no readiness event (nothing to read, no write
+%%     completed) for that long is closed by the port: `connection_lost()'
+%%     runs and the connection ends with reason `idle_timeout'.</dd>
 %% <dt>`python_path' (`[file:filename_all()]', default `[]')</dt>
 %% <dd>Directories prepended to `sys.path' (made absolute).</dd>
 %% <dt>`name' (`atom()')</dt>
@@ -130,7 +153,17 @@
                   setup_code => unicode:chardata(),
                   app_module => atom() | unicode:chardata(),
                   app_callable => atom() | unicode:chardata(),
+                  app_interface => auto | wsgi | asgi | protocol,
+                  max_request_line => pos_integer(),
+                  max_header_block => pos_integer(),
+                  max_header_count => pos_integer(),
+                  max_body_size => pos_integer(),
+                  keepalive_timeout => pos_integer(),
+                  header_timeout => pos_integer(),
+                  threads => pos_integer(),
+                  access_log => boolean(),
                   python_path => [file:filename_all()],
+                  idle_timeout => timeout(),
                   name => atom(),
                   default => boolean(),
                   start_timeout => timeout(),
@@ -358,7 +391,7 @@ stats(Ctx) ->
 %% `active_connections' and `total_connections' (the context's own exact
 %% counts: a connection is active from its handoff until the port reports it
 %% closed), `refused_handoffs' (refused by the context, plus any refused by
-%% the port's own limit), and, from the port, `total_requests' (calls of
+%% the port's own limit), and, from the port, `total_requests' (HTTP requests of a WSGI context, calls of
 %% `data_received'), `bytes_in', `bytes_out', `python_errors' and
 %% `pending_fds'. Exits like `gen_server:call/3' when the context is not alive
 %% or does not answer within `Timeout'.
@@ -572,12 +605,21 @@ check_opt(app_module, Name) when is_atom(Name) -> {ok, atom_to_binary(Name)};
 check_opt(app_module, Name) -> chardata_opt(Name);
 check_opt(app_callable, Name) when is_atom(Name) -> {ok, atom_to_binary(Name)};
 check_opt(app_callable, Name) -> chardata_opt(Name);
+check_opt(app_interface, I) when I =:= auto; I =:= wsgi; I =:= asgi; I =:= protocol ->
+    {ok, I};
+check_opt(access_log, Bool) when is_boolean(Bool) -> {ok, Bool};
+check_opt(Key, N) when (Key =:= max_request_line orelse Key =:= max_header_block orelse
+                        Key =:= max_header_count orelse Key =:= max_body_size orelse
+                        Key =:= keepalive_timeout orelse Key =:= header_timeout orelse
+                        Key =:= threads), is_integer(N), N > 0 ->
+    {ok, N};
 check_opt(python_path, Dirs) when is_list(Dirs) ->
     try
         {ok, [unicode:characters_to_binary(filename:absname(Dir)) || Dir <- Dirs]}
     catch
         error:_ -> error
     end;
+check_opt(idle_timeout, T) when T =:= infinity; is_integer(T), T > 0, T < 1 bsl 64 -> {ok, T};
 check_opt(name, Name) when is_atom(Name), Name =/= undefined -> {ok, Name};
 check_opt(default, Bool) when is_boolean(Bool) -> {ok, Bool};
 check_opt(start_timeout, T) when T =:= infinity; is_integer(T), T >= 0 -> {ok, T};
@@ -601,6 +643,11 @@ check_opt(Key, _Value) when Key =:= max_connections; Key =:= name;
                             Key =:= stop_timeout; Key =:= python_path;
                             Key =:= port_executable; Key =:= env;
                             Key =:= record; Key =:= record_bytes;
+                            Key =:= app_interface; Key =:= access_log;
+                            Key =:= max_request_line; Key =:= max_header_block;
+                            Key =:= max_header_count; Key =:= max_body_size;
+                            Key =:= keepalive_timeout; Key =:= header_timeout;
+                            Key =:= threads; Key =:= idle_timeout;
                             Key =:= python ->
     error;
 check_opt(_Key, _Value) ->
@@ -762,7 +809,10 @@ connect_aux(Path) ->
 
 setup(Opts, Deadline, State = #state{id = Id, next_ref = Ref}) ->
     SetupOpts0 = maps:with([setup_code, app_module, app_callable, python_path,
-                            max_connections], Opts),
+                            max_connections, app_interface, max_request_line,
+                            max_header_block, max_header_count, max_body_size,
+                            keepalive_timeout, header_timeout, threads, access_log,
+                            idle_timeout], Opts),
     ContextId = case convertible(Id) of
         true -> Id;
         false -> iolist_to_binary(io_lib:format("~0p", [Id]))
@@ -1134,6 +1184,9 @@ log_closed(_ConnId, Reason, _State) when Reason =:= normal; Reason =:= eof;
 log_closed(ConnId, {error, Errno}, State) when Errno =:= emfile; Errno =:= enfile ->
     ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: it is out of "
                  "descriptors (~0p)", [State#state.id, ConnId, Errno]);
+log_closed(ConnId, idle_timeout, State) ->
+    ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: idle_timeout",
+               [State#state.id, ConnId]);
 log_closed(ConnId, {error, Errno}, State) ->
     ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: ~0p",
                [State#state.id, ConnId, Errno]);

@@ -4,12 +4,15 @@
 //! The interpreter is configured through `PyConfig`: isolated (no
 //! `PYTHON*` variables, no user site), no signal handlers, unbuffered stdio,
 //! and the home of the interpreter the port was built against, so it starts
-//! the same way whatever environment the VM gives it. It is never finalised:
-//! the port flushes Python's streams and exits.
+//! the same way whatever environment the VM gives it. On an orderly exit of
+//! `serve` it is finalised ([`finalize`]), so that `atexit` handlers run and
+//! open files are flushed.
 
 pub mod buffer;
 pub mod convert;
 pub mod native;
+pub mod wsgi;
+pub mod timers;
 
 use std::ffi::{CString, NulError};
 use std::os::fd::RawFd;
@@ -17,10 +20,9 @@ use std::path::{Path, PathBuf};
 
 use eetf::Term;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::message::{PythonError, RequestFailure, SetupOptions};
-use buffer::ReactorBuffer;
 use convert::{py_to_term, term_to_py};
 use native::Shared;
 
@@ -120,8 +122,29 @@ pub fn redirect_streams(py: Python<'_>) -> Result<(), PythonError> {
         .map_err(|e| python_error(py, e))
 }
 
-/// Flushes Python's streams: the interpreter is never finalised, so this is
-/// the last chance for buffered output.
+/// Runs Python's own exit sequence, as a `python` process ending normally
+/// would: waits for the threads that are not daemons, runs the `atexit`
+/// handlers, flushes the standard streams, and finalises the interpreter,
+/// which closes (and so flushes) the files still open. Returns `false` when
+/// finalisation reported an error (a stream that could not be flushed).
+///
+/// Call last, on the main thread that initialised Python, after every
+/// connection got `connection_lost` and every Python object the port holds
+/// has been released: no Python may run afterwards. Its time is not bounded
+/// here: an `atexit` handler or a thread that never ends keeps the port
+/// alive until the VM kills it (the context's `stop_timeout`), or, when the
+/// VM is gone, until the lifeline's grace period ends.
+pub fn finalize() -> bool {
+    // SAFETY: called once, from the main thread, with no pyo3 GIL guard
+    // alive; the GIL state taken here is never released, because the
+    // interpreter no longer exists once `Py_FinalizeEx` has returned.
+    unsafe {
+        pyo3::ffi::PyGILState_Ensure();
+        pyo3::ffi::Py_FinalizeEx() == 0
+    }
+}
+
+/// Flushes Python's streams, for the exits that do not finalise Python.
 pub fn flush_streams(py: Python<'_>) {
     if let Ok(sys) = py.import("sys") {
         for name in ["stdout", "stderr"] {
@@ -180,8 +203,10 @@ fn main_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 }
 
 /// Runs the context's setup: extra paths, `setup_code`, `app_module` and
-/// `app_callable` (which becomes the protocol factory).
-pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<(), PythonError> {
+/// `app_callable`. A protocol factory is installed; a WSGI application is
+/// returned, for the loop to serve over HTTP (`app_interface`, see
+/// `erlang.wsgi.interface_of`).
+pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<Option<Py<PyAny>>, PythonError> {
     let err = |e| python_error(py, e);
     let path = py.import("sys").and_then(|s| s.getattr("path")).map_err(err)?;
     for (i, dir) in options.python_path.iter().enumerate() {
@@ -193,20 +218,29 @@ pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<(), PythonError> 
     if let Some(module) = &options.app_module {
         let module = py.import(module.as_str()).map_err(err)?;
         if let Some(name) = &options.app_callable {
-            let factory = module.getattr(name.as_str()).map_err(err)?;
-            if !factory.is_callable() {
+            let app = module.getattr(name.as_str()).map_err(err)?;
+            if !app.is_callable() {
                 return Err(PythonError {
                     kind: "TypeError".into(),
                     message: format!("app_callable {name} is not callable"),
                     traceback: String::new(),
                 });
             }
+            let interface = options.app_interface.as_deref().unwrap_or("auto");
+            let interface: String = py
+                .import("erlang.wsgi")
+                .and_then(|w| w.call_method1("interface_of", (&app, interface)))
+                .and_then(|i| i.extract())
+                .map_err(err)?;
+            if interface == "wsgi" {
+                return Ok(Some(app.unbind()));
+            }
             py.import("erlang.reactor")
-                .and_then(|r| r.call_method1("set_protocol_factory", (factory,)))
+                .and_then(|r| r.call_method1("set_protocol_factory", (app,)))
                 .map_err(err)?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Runs statements in `__main__`.
@@ -272,6 +306,7 @@ pub struct Bridge {
     close_connection: Py<PyAny>,
     data_received: Py<PyString>,
     write_ready: Py<PyString>,
+    eof_received: Py<PyString>,
     /// The action names, interned: a protocol returning the module's
     /// constants or string literals returns these very objects, so most
     /// results are recognised by identity without reading the string.
@@ -287,32 +322,64 @@ impl Bridge {
             close_connection: get("close_connection")?,
             data_received: PyString::intern(py, "data_received").unbind(),
             write_ready: PyString::intern(py, "write_ready").unbind(),
+            eof_received: PyString::intern(py, "eof_received").unbind(),
             actions: ACTION_NAMES.map(|(name, action)| (PyString::intern(py, name).unbind(), action)),
         })
     }
 
-    /// Creates the protocol for a new connection on `fd` (factory, then
-    /// `connection_made`).
-    pub fn init_connection(&self, py: Python<'_>, fd: RawFd, client_info: &Term) -> Result<Py<PyAny>, CallbackError> {
+    /// Creates the protocol for the new connection `conn_id` on `fd`
+    /// (factory, then `connection_made`).
+    pub fn init_connection(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        conn_id: u64,
+        client_info: &Term,
+    ) -> Result<Py<PyAny>, CallbackError> {
         let info = term_to_py(py, client_info).map_err(|e| CallbackError::BadClientInfo(e.to_string()))?;
         before_callback();
-        let result = self.init_connection.call1(py, (fd, info));
+        let result = self.init_connection.call1(py, (fd, info, conn_id));
         crate::forkguard::exit_if_child("connection_made");
         result.map_err(|e| callback_error(py, fd, e))
     }
 
-    /// `protocol.data_received(ReactorBuffer(data))` for the connection on
-    /// `fd`, with no copy of `data`.
+    /// `protocol.eof_received()`: the peer of the connection on `fd` half-closed.
+    pub fn eof_received(&self, py: Python<'_>, fd: RawFd, protocol: &Py<PyAny>) -> Result<Action, CallbackError> {
+        before_callback();
+        let result = protocol.bind(py).call_method0(self.eof_received.bind(py));
+        self.action(py, fd, result)
+    }
+
+    /// `callback(*args)` of a timer, belonging to the connection on `fd`
+    /// (or to none, `fd` -1): `None` or the action it returned.
+    pub fn call_timer(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> Result<Option<Action>, CallbackError> {
+        before_callback();
+        match callback.call1(args) {
+            Ok(value) if value.is_none() => {
+                crate::forkguard::exit_if_child("a timer callback");
+                Ok(None)
+            }
+            result => self.action(py, fd, result).map(Some),
+        }
+    }
+
+    /// `protocol.data_received(data)` for the connection on `fd`, `data`
+    /// being the `ReactorBuffer` the loop read into ([`buffer::read`]).
     pub fn data_received(
         &self,
         py: Python<'_>,
         fd: RawFd,
         protocol: &Py<PyAny>,
-        data: Vec<u8>,
+        data: Bound<'_, PyBytes>,
     ) -> Result<Action, CallbackError> {
-        let buffer = Bound::new(py, ReactorBuffer::new(data)).map_err(|e| CallbackError::Python(python_error(py, e)))?;
         before_callback();
-        let result = protocol.bind(py).call_method1(self.data_received.bind(py), (buffer,));
+        let result = protocol.bind(py).call_method1(self.data_received.bind(py), (data,));
         self.action(py, fd, result)
     }
 

@@ -15,8 +15,9 @@ use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
-use super::buffer::ReactorBuffer;
+use super::buffer;
 use super::convert::{py_to_term, Pid};
+use super::timers::{Owner, TimerHandle};
 use crate::message::{LogLevel, Notice};
 use crate::outbound::Outbound;
 use crate::readiness::Waker;
@@ -68,8 +69,10 @@ impl WriteFailure {
 #[derive(Debug, Default)]
 struct Wake {
     waker: Option<Arc<Waker>>,
-    /// Connections whose write interest Python asked to arm.
-    requested: Vec<RawFd>,
+    /// Connections whose write interest Python asked to arm, by descriptor
+    /// and connection id: the loop arms nothing if the descriptor belongs to
+    /// another connection by then.
+    requested: Vec<(RawFd, u64)>,
     /// Connection ids of the live connections, by descriptor.
     live: HashMap<RawFd, u64>,
 }
@@ -132,8 +135,22 @@ impl Shared {
         self.lock().live.remove(&fd);
     }
 
-    /// Takes the write-interest requests made since the last call.
-    pub fn take_write_requests(&self) -> Vec<RawFd> {
+    /// Whether `fd` is the descriptor of the open connection `conn_id`.
+    pub fn is_live(&self, fd: RawFd, conn_id: u64) -> bool {
+        self.lock().live.get(&fd) == Some(&conn_id)
+    }
+
+    /// Ends the loop's current or next wait (a timer set from another thread).
+    pub fn wake(&self) {
+        if let Some(waker) = &self.lock().waker {
+            // A failed wake-up only delays the timer until the next event.
+            let _ = waker.wake();
+        }
+    }
+
+    /// Takes the write-interest requests made since the last call, as
+    /// (descriptor, connection id).
+    pub fn take_write_requests(&self) -> Vec<(RawFd, u64)> {
         // Checked without the lock on every loop turn; a request that lands
         // just after the check has woken the loop, so the next turn takes it.
         if !self.write_requested.swap(false, Ordering::Acquire) {
@@ -146,12 +163,16 @@ impl Shared {
         self.wake.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn request_write(&self, fd: RawFd) -> bool {
+    /// Asks the loop to arm write interest on the connection on `fd`, the
+    /// connection `conn_id` when given: `false` when there is none (or `fd`
+    /// belongs to another connection by now).
+    fn request_write(&self, fd: RawFd, conn_id: Option<u64>) -> bool {
         let mut wake = self.lock();
-        if !wake.live.contains_key(&fd) {
+        let Some(&live) = wake.live.get(&fd) else { return false };
+        if conn_id.is_some_and(|id| id != live) {
             return false;
         }
-        wake.requested.push(fd);
+        wake.requested.push((fd, live));
         self.write_requested.store(true, Ordering::Release);
         if let Some(waker) = &wake.waker {
             // A failed wake-up only delays the write until the next event.
@@ -165,26 +186,50 @@ fn shared() -> PyResult<&'static Shared> {
     Shared::get().ok_or_else(|| PyOSError::new_err("the reactor is not running"))
 }
 
-/// One `read(2)`: `b''` on end of file, error or would-block.
+/// Refuses a call meant for the connection `conn_id` once `fd` no longer
+/// belongs to it (closed, its number perhaps reused by another connection).
+fn check_connection(fd: RawFd, conn_id: Option<u64>) -> PyResult<()> {
+    match (conn_id, Shared::get()) {
+        (Some(id), Some(s)) if !s.is_live(fd, id) => Err(PyOSError::new_err((
+            nix::errno::Errno::EBADF as i32,
+            format!("connection {id} (fd {fd}) is closed"),
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// One `read(2)` of up to `size` bytes, into a new `ReactorBuffer` (the
+/// same read as the loop's, so no copy): `b''` on end of file, error or
+/// would-block, and when `conn_id` is given and `fd` no longer belongs to
+/// that connection; `MemoryError` when `size` bytes cannot be allocated.
 #[pyfunction]
-fn read(py: Python<'_>, fd: RawFd, size: usize) -> PyResult<Bound<'_, PyBytes>> {
-    let mut buf = vec![0u8; size];
+#[pyo3(signature = (fd, size, conn_id=None))]
+fn read(py: Python<'_>, fd: RawFd, size: usize, conn_id: Option<u64>) -> PyResult<Bound<'_, PyBytes>> {
+    if check_connection(fd, conn_id).is_err() {
+        return Ok(PyBytes::new(py, b""));
+    }
     // SAFETY: the descriptor is only borrowed for the call; a bad number
     // gives EBADF, which reads as b''.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    let n = nix::unistd::read(fd, &mut buf).unwrap_or(0);
+    let data = match buffer::read(py, fd, size) {
+        Ok(Some(data)) => data,
+        Ok(None) | Err(buffer::ReadError::Os(_)) => return Ok(PyBytes::new(py, b"")),
+        Err(buffer::ReadError::Python(e)) => return Err(e),
+    };
     if let Some(s) = Shared::get() {
-        s.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-        if n > 0 {
-            s.record(fd.as_raw_fd(), &buf[..n], false);
-        }
+        s.bytes_in.fetch_add(data.as_bytes().len() as u64, Ordering::Relaxed);
+        s.record(fd.as_raw_fd(), data.as_bytes(), false);
     }
-    Ok(PyBytes::new(py, &buf[..n]))
+    Ok(data)
 }
 
-/// One `write(2)` of a bytes-like object: bytes written, 0 when it would block.
+/// One `write(2)` of a bytes-like object: bytes written, 0 when it would
+/// block; `OSError` (`EBADF`) when `conn_id` is given and `fd` no longer
+/// belongs to that connection.
 #[pyfunction]
-fn write(fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+#[pyo3(signature = (fd, data, conn_id=None))]
+fn write(fd: RawFd, data: &Bound<'_, PyAny>, conn_id: Option<u64>) -> PyResult<usize> {
+    check_connection(fd, conn_id)?;
     // bytes and bytearray, the usual arguments, are read in place; anything
     // else goes through the buffer protocol.
     if let Ok(bytes) = data.cast::<PyBytes>() {
@@ -229,10 +274,38 @@ fn write_bytes(fd: RawFd, bytes: &[u8]) -> PyResult<usize> {
     }
 }
 
-/// Arms write interest for the connection on `fd` (after `"async_pending"`).
+/// Arms write interest for the connection on `fd` (after `"async_pending"`),
+/// only if it is the connection `conn_id` when that is given.
 #[pyfunction]
-fn signal_write_ready(fd: RawFd) -> PyResult<bool> {
-    Ok(shared()?.request_write(fd))
+#[pyo3(signature = (fd, conn_id=None))]
+fn signal_write_ready(fd: RawFd, conn_id: Option<u64>) -> PyResult<bool> {
+    Ok(shared()?.request_write(fd, conn_id))
+}
+
+/// `callback(*args)` in the loop thread after `delay` seconds; the timer
+/// belongs to the connection `conn_id` on `fd` when both are given.
+#[pyfunction]
+#[pyo3(signature = (delay, callback, args, fd=None, conn_id=None))]
+fn call_later(
+    py: Python<'_>,
+    delay: f64,
+    callback: Py<PyAny>,
+    args: Py<pyo3::types::PyTuple>,
+    fd: Option<RawFd>,
+    conn_id: Option<u64>,
+) -> PyResult<Py<TimerHandle>> {
+    let owner = match (fd, conn_id) {
+        (Some(fd), Some(conn_id)) => Some(Owner { fd, conn_id }),
+        (None, None) => None,
+        _ => return Err(PyValueError::new_err("fd and conn_id go together")),
+    };
+    super::timers::call_later(py, delay, callback, args, owner)
+}
+
+/// The clock of timers: `time.monotonic()`, in seconds.
+#[pyfunction]
+fn time() -> f64 {
+    super::timers::monotonic()
 }
 
 /// Sends `term` to the Erlang process `pid`.
@@ -259,11 +332,14 @@ fn log(level: &str, text: &str) -> PyResult<()> {
 /// The module object, registered with `append_to_inittab!` before Python starts.
 #[pymodule]
 pub fn _py_reactor(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<ReactorBuffer>()?;
+    m.add("ReactorBuffer", buffer::reactor_buffer_type(m.py())?)?;
     m.add_class::<Pid>()?;
     m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_function(wrap_pyfunction!(write, m)?)?;
     m.add_function(wrap_pyfunction!(signal_write_ready, m)?)?;
+    m.add_class::<TimerHandle>()?;
+    m.add_function(wrap_pyfunction!(call_later, m)?)?;
+    m.add_function(wrap_pyfunction!(time, m)?)?;
     m.add_function(wrap_pyfunction!(send, m)?)?;
     m.add_function(wrap_pyfunction!(log, m)?)?;
     Ok(())
