@@ -84,6 +84,16 @@
 %% <dt>`record_bytes' (`boolean()', default `false')</dt>
 %% <dd>With `record': also every byte read from and written to each
 %%     connection (`--record-bytes').</dd>
+%% <dt>`python' (`file:filename_all()')</dt>
+%% <dd>A Python executable, typically a virtualenv's `bin/python' (a name
+%%     without a slash is looked up on `PATH'). The context's interpreter
+%%     takes on its environment: its `sys.prefix', its `site-packages' and
+%%     their `.pth' files, as when that executable runs. It must be of the
+%%     minor version the port was built for: another gives
+%%     `{error, {python_version_mismatch, Built, Found}}' (both
+%%     `{Major, Minor}'), one that cannot be run
+%%     `{error, {python_not_runnable, Path, Text}}'. Without it the
+%%     interpreter is the one the port was built against.</dd>
 %% </dl>
 %%
 %% Unknown options are refused: `{error, {unknown_option, Key}}'; a bad value
@@ -161,7 +171,8 @@
                   port_executable => file:filename_all(),
                   env => [{string(), string() | false}],
                   record => file:filename_all(),
-                  record_bytes => boolean()}.
+                  record_bytes => boolean(),
+                  python => file:filename_all()}.
 
 -type server() :: pid() | atom().
 %% A context: its pid or its registered name.
@@ -233,7 +244,9 @@ start_link(Id, Mode) ->
 %% `{error, {unknown_option, Key}}', `{error, {bad_option, {Key, Value}}}',
 %% `{error, {already_started, Pid}}' (the `name', or `default', is taken),
 %% `{error, {timeout, hello | setup}}', `{error, {port_exited, Status}}',
-%% `{error, {port_killed, Signal}}', `{error, {open_port, Reason, Path}}'.
+%% `{error, {port_killed, Signal}}', `{error, {open_port, Reason, Path}}',
+%% and for the `python' option `{error, {python_version_mismatch, Built,
+%% Found}}' and `{error, {python_not_runnable, Path, Text}}'.
 %%
 %% `Id' is any term; the specification uses positive integers. It names the
 %% context in its logs and in {@link stats/1}.
@@ -287,7 +300,9 @@ handoff(Fd, ClientInfo) ->
 %% The descriptor is duplicated into the port program before this function
 %% returns `ok': the caller may then close its own socket (and should, or the
 %% VM keeps a descriptor per connection). Keep the socket open until this
-%% function has returned. The port closes the connection's descriptor when
+%% function has returned. A descriptor made by {@link py:dup_fd/1} is closed
+%% in the VM by the time this function returns `ok': it belongs to the
+%% reactor. The port closes the connection's descriptor when
 %% the protocol closes it, and shuts the connection down so that the peer sees
 %% the close whatever the VM does with its copy.
 %%
@@ -321,7 +336,15 @@ handoff(Ctx, Fd, ClientInfo) when is_integer(Fd), Fd >= 0, is_map(ClientInfo) ->
             %% the pid and the id: what the port will decode.
             Frame = {handoff, 0, ClientInfo1#{reactor_pid => 0, conn_id => 0}},
             case py_reactor_term:check(Frame) of
-                ok -> safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity);
+                ok ->
+                    case safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity) of
+                        ok ->
+                            %% A descriptor made by py:dup_fd/1 belongs to
+                            %% the reactor now: the VM's copy is closed.
+                            py_reactor_dup:handed_off(Fd);
+                        Error ->
+                            Error
+                    end;
                 {error, Why} -> {error, {bad_term, Why}}
             end;
         {error, Reason} ->
@@ -606,6 +629,7 @@ check_opt(port_executable, Path) when is_list(Path); is_binary(Path) ->
 check_opt(record, Path) when is_list(Path); is_binary(Path) ->
     try {ok, filename:absname(Path)} catch error:_ -> error end;
 check_opt(record_bytes, Bool) when is_boolean(Bool) -> {ok, Bool};
+check_opt(python, Path) when is_list(Path); is_binary(Path) -> python_opt(Path);
 check_opt(env, Env) when is_list(Env) ->
     case lists:all(fun({K, V}) -> io_lib:printable_list(K)
                                       andalso (V =:= false orelse io_lib:printable_list(V));
@@ -623,7 +647,8 @@ check_opt(Key, _Value) when Key =:= max_connections; Key =:= name;
                             Key =:= max_request_line; Key =:= max_header_block;
                             Key =:= max_header_count; Key =:= max_body_size;
                             Key =:= keepalive_timeout; Key =:= header_timeout;
-                            Key =:= threads; Key =:= idle_timeout ->
+                            Key =:= threads; Key =:= idle_timeout;
+                            Key =:= python ->
     error;
 check_opt(_Key, _Value) ->
     unknown.
@@ -634,6 +659,23 @@ chardata_opt(Data) ->
         _Incomplete -> error
     catch
         error:badarg -> error
+    end.
+
+%% A path is made absolute but not resolved: a virtualenv's bin/python is a
+%% symbolic link, and its own location is what names the environment.
+python_opt(Path) ->
+    try filename:flatten(Path) of
+        Flat ->
+            case lists:member($/, unicode:characters_to_list(Flat)) of
+                true -> {ok, filename:absname(Flat)};
+                false ->
+                    case os:find_executable(unicode:characters_to_list(Flat)) of
+                        false -> error;
+                        Found -> {ok, Found}
+                    end
+            end
+    catch
+        error:_ -> error
     end.
 
 register_names(Opts) ->
@@ -655,7 +697,8 @@ start_port(Id, Mode, Opts) ->
     Exe = maps:get(port_executable, Opts, default_executable()),
     Deadline = deadline(maps:get(start_timeout, Opts)),
     PortOpts = [{packet, 4}, binary, exit_status, use_stdio, hide,
-                {args, ["serve", "--vm-pid", os:getpid() | record_args(Opts)]},
+                {args, ["serve", "--vm-pid", os:getpid()
+                        | record_args(Opts) ++ python_args(Opts)]},
                 {env, maps:get(env, Opts)}],
     try open_port({spawn_executable, Exe}, PortOpts) of
         Port ->
@@ -693,6 +736,11 @@ record_args(#{record := Path}) ->
 record_args(#{}) ->
     [].
 
+python_args(#{python := Path}) ->
+    ["--python", Path];
+python_args(#{}) ->
+    [].
+
 default_executable() ->
     case code:priv_dir(py_reactor) of
         {error, bad_name} ->
@@ -728,6 +776,10 @@ await_hello(Deadline, State = #state{port = Port}) ->
                     {ok, Hello, State};
                 {ok, {hello, Hello}} ->
                     {error, {bad_hello, Hello}, State};
+                {ok, {error, Reason}} ->
+                    %% The port could not start (the `python' option named
+                    %% an unusable interpreter) and said why instead of hello.
+                    {error, Reason, State};
                 {ok, {log, _, _} = Log} ->
                     await_hello(Deadline, handle_term(Log, State));
                 {ok, Term} ->

@@ -404,15 +404,24 @@ def init_connection(fd: int, client_info: dict[Any, Any], conn_id: int | None = 
     return protocol
 
 
-def on_read_ready(fd: int, data: ReactorBuffer) -> str:
+def on_read_ready(fd: int, data: ReactorBuffer | None = None) -> str:
     """Pass ``data`` read from ``fd`` to its protocol; return the action.
 
     Calls ``data_received(data)``.  Returns ``"close"`` when no protocol is
     registered under ``fd`` (or ``fd`` names a connection that has closed).
+    The port always passes the data it read; called with ``fd`` alone (as
+    code written for the original project does), the protocol reads for
+    itself with :meth:`Protocol.read`, and ``"close"`` is returned without
+    calling ``data_received`` when that gives ``b''``.
     """
     protocol = _registered(fd)
     if protocol is None:
         return CLOSE
+    if data is None:
+        chunk = protocol.read()
+        if not chunk:
+            return CLOSE
+        data = ReactorBuffer(chunk)
     return protocol.data_received(data)
 
 

@@ -54,7 +54,7 @@ pub fn reactor_buffer_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 fn make_type(py: Python<'_>) -> PyResult<Py<PyType>> {
     // CPython keeps pointers to the method table for the type's lifetime:
     // it is made once per process and never freed.
-    let methods: &'static mut [ffi::PyMethodDef; 4] = Box::leak(Box::new([
+    let methods: &'static mut [ffi::PyMethodDef; 5] = Box::leak(Box::new([
         ffi::PyMethodDef {
             ml_name: c"memoryview".as_ptr(),
             ml_meth: ffi::PyMethodDefPointer { PyCFunction: memoryview },
@@ -72,6 +72,12 @@ fn make_type(py: Python<'_>) -> PyResult<Py<PyType>> {
             ml_meth: ffi::PyMethodDefPointer { PyCFunction: fromhex },
             ml_flags: ffi::METH_O | ffi::METH_CLASS,
             ml_doc: c"fromhex($type, string, /)\n--\n\nbytes.fromhex(string): plain bytes, like every other method.".as_ptr(),
+        },
+        ffi::PyMethodDef {
+            ml_name: c"_test_create".as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer { PyCFunction: test_create },
+            ml_flags: ffi::METH_O | ffi::METH_CLASS,
+            ml_doc: c"_test_create($type, data, /)\n--\n\nA ReactorBuffer holding a copy of data (bytes-like), as the original project's tests make them.".as_ptr(),
         },
         ffi::PyMethodDef::zeroed(),
     ]));
@@ -278,6 +284,20 @@ unsafe extern "C" fn fromhex(_cls: *mut ffi::PyObject, arg: *mut ffi::PyObject) 
         method(|py| {
             let arg = Bound::from_borrowed_ptr(py, arg);
             py.get_type::<PyBytes>().call_method1("fromhex", (arg,))
+        })
+    }
+}
+
+/// `ReactorBuffer._test_create(data)`: the original project's way for tests
+/// to make a buffer; here the same as `ReactorBuffer(data)`.
+unsafe extern "C" fn test_create(cls: *mut ffi::PyObject, arg: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: a METH_O | METH_CLASS method: CPython passes the class and a
+    // valid argument and holds the GIL.
+    unsafe {
+        method(|py| {
+            let cls = Bound::from_borrowed_ptr(py, cls);
+            let arg = Bound::from_borrowed_ptr(py, arg);
+            cls.call1((arg,))
         })
     }
 }

@@ -45,10 +45,24 @@ const PYTHON_EXECUTABLE: &str = env!("PY_REACTOR_PYTHON_EXECUTABLE");
 /// and `package_dir` (the directory holding the `erlang` package) first on
 /// `sys.path`. Call once, before any other Python use.
 pub fn initialize(package_dir: &Path, argv: &[String]) -> Result<(), InitError> {
+    initialize_with(package_dir, argv, None)
+}
+
+/// [`initialize`], with `python` (a Python executable of the built minor
+/// version, see `crate::interpreter`) as `sys.executable`: the `site`
+/// module then takes on its environment (a virtualenv's prefix,
+/// site-packages and `.pth` files) as when that executable runs. The
+/// standard library stays that of the home the port was built against.
+pub fn initialize_with(package_dir: &Path, argv: &[String], python: Option<&Path>) -> Result<(), InitError> {
     use native::_py_reactor;
     pyo3::append_to_inittab!(_py_reactor);
     let home = CString::new(PYTHON_HOME)?;
-    let executable = CString::new(PYTHON_EXECUTABLE)?;
+    let executable = match python {
+        // Not canonicalised: a virtualenv's bin/python is a symbolic link
+        // to the base interpreter, and its own path is what finds pyvenv.cfg.
+        Some(path) => CString::new(path.as_os_str().as_encoded_bytes())?,
+        None => CString::new(PYTHON_EXECUTABLE)?,
+    };
     let args: Vec<CString> = argv.iter().map(|a| CString::new(a.as_str())).collect::<Result<_, _>>()?;
     let mut arg_ptrs: Vec<*const std::os::raw::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     // SAFETY: plain use of CPython's documented initialisation API from the
