@@ -11,7 +11,10 @@ Systems (each runs the same protocol logic, see bench/protocols/):
   (bench/servers/asyncio_server.py);
 - ``gen_tcp``: a plain Erlang server, one process per connection
   (bench/servers/bench_gen_tcp_server.erl);
-- ``native``: a Rust epoll server with no Python (bench/native).
+- ``native``: a Rust epoll server with no Python (bench/native);
+- ``gunicorn``, ``granian``: the WSGI workloads only (``wsgi_hello``,
+  ``wsgi_flask``), where ``py_reactor`` serves the same WSGI applications
+  (bench/servers/wsgi_peer_server.py, bench/protocols/wsgi_bench_apps.py).
 
 Workloads are run one after the other; within a workload every run visits
 every system, in an order rotated from run to run, so that the machine's drift
@@ -80,7 +83,14 @@ WORKLOADS = [
     "lifecycle",
     "nif_bench",
     "idle_memory",
+    "wsgi_hello",
+    "wsgi_flask",
 ]
+# The WSGI workloads run against the Python web servers instead of the
+# protocol systems: gunicorn (1 worker, gthread) and granian (1 worker,
+# --interface wsgi), serving the same applications (bench/protocols/wsgi_bench_apps.py).
+WSGI_WORKLOADS = ["wsgi_hello", "wsgi_flask"]
+WSGI_SYSTEMS = ["py_reactor", "gunicorn", "granian"]
 START_TIMEOUT = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -230,6 +240,10 @@ class Server:
                 self.proto,
                 "0",
             ]
+        if self.system in ("gunicorn", "granian"):
+            script = BENCH / "servers/wsgi_peer_server.py"
+            app = self.proto.removeprefix("wsgi_")
+            return [sys.executable, str(script), "--server", self.system, "--app", app]
         if self.system in ("asyncio", "uvloop"):
             script = BENCH / "servers/asyncio_server.py"
             return [sys.executable, str(script), "--loop", self.system, "--proto", self.proto]
@@ -254,6 +268,12 @@ class Server:
         assert self.popen is not None
         while True:
             text = self.logfile.read_text(errors="replace")
+            peer = re.search(r"^READY (\d+)((?: \d+)+)$", text, re.MULTILINE)
+            if peer and self.system in ("gunicorn", "granian"):
+                self.port = int(peer.group(1))
+                pids = [int(p) for p in peer.group(2).split()]
+                self.pids = {f"server{i}": pid for i, pid in enumerate(pids)}
+                return
             match = re.search(r"^READY (\d+) (\d+)(?: (\d+))?$", text, re.MULTILINE)
             if match:
                 self.port = int(match.group(1))
@@ -525,6 +545,41 @@ def http_keepalive(results: Results, cfg: Config, systems: list[str], logdir: Pa
         alternate(results, "http_keepalive", systems, cfg.http_runs, measure)
 
 
+def wsgi_workload(
+    results: Results, cfg: Config, systems: list[str], workload: str, logdir: Path
+) -> None:
+    """wrk -c50 on keep-alive connections against a WSGI application; CPU
+    time per request of every process of the server (for py_reactor, the port
+    program and the VM apart, and together)."""
+    with servers(systems, workload, logdir) as running:
+
+        def measure(system: str) -> None:
+            server = running[system]
+            server.check_alive()
+            wrk(server.port, cfg.http_warmup_seconds)
+            before = {name: cpu_seconds(pid) for name, pid in server.pids.items()}
+            got = wrk(server.port, cfg.http_seconds)
+            after = {name: cpu_seconds(pid) for name, pid in server.pids.items()}
+            server.check_alive()
+            if got["errors"]:
+                raise BenchError(f"wrk reported {got['errors']} errors")
+            if not got["requests"]:
+                raise BenchError("wrk made no request")
+            cpu = {name: (after[name] - before[name]) * 1e6 / got["requests"] for name in before}
+            add = results.add
+            add(workload, "split", system, "req_per_s", got["req_per_s"], "req/s", "higher")
+            if system == "py_reactor":
+                add(workload, "split", system, "cpu_us_per_req", cpu["port"], "us", "lower",
+                    process="py_reactor_port (the port program)")
+                add(workload, "split", system, "total_cpu_us_per_req", cpu["port"] + cpu["vm"],
+                    "us", "lower", process="port program + Erlang VM")
+            else:
+                add(workload, "split", system, "cpu_us_per_req", sum(cpu.values()), "us",
+                    "lower", process="every process of the server")
+
+        alternate(results, workload, systems, cfg.http_runs, measure)
+
+
 def echo_workloads(
     results: Results, cfg: Config, systems: list[str], workloads: list[str], logdir: Path
 ) -> None:
@@ -741,6 +796,9 @@ def machine_info() -> dict[str, Any]:
         "erlang": erlang,
         "rust": command_output(["rustc", "--version"]),
         "uvloop": package_version("uvloop"),
+        "gunicorn": package_version("gunicorn"),
+        "granian": package_version("granian"),
+        "flask": package_version("flask"),
         "matplotlib": package_version("matplotlib"),
         "wrk": command_output(["wrk", "-v"]).split(" Copyright")[0],
     }
@@ -871,11 +929,21 @@ def main(argv: list[str] | None = None) -> int:
     date = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     logdir = Path(tempfile.mkdtemp(prefix="py_reactor_bench."))
     results = Results()
-    echo = [w for w in WORKLOADS if w in workloads and w not in ("http_keepalive", "idle_memory")]
+    echo = [
+        w
+        for w in WORKLOADS
+        if w in workloads and w not in ("http_keepalive", "idle_memory", *WSGI_WORKLOADS)
+    ]
+    wsgi_systems = [s for s in WSGI_SYSTEMS if s in systems]
+    systems = [s for s in systems if s not in ("gunicorn", "granian")]
     groups: list[tuple[str, Callable[[], None]]] = [
         ("http_keepalive", lambda: http_keepalive(results, cfg, systems, logdir)),
         (",".join(echo), lambda: echo_workloads(results, cfg, systems, echo, logdir)),
         ("idle_memory", lambda: idle_memory(results, cfg, systems, logdir)),
+        *(
+            (w, lambda w=w: wsgi_workload(results, cfg, wsgi_systems, w, logdir))
+            for w in WSGI_WORKLOADS
+        ),
     ]
     try:
         for name, run_group in groups:

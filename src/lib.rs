@@ -6,6 +6,8 @@ pub mod fdpass;
 pub mod forkguard;
 pub mod framing;
 pub mod handoff;
+pub mod interpreter;
+pub mod http;
 pub mod lifeline;
 pub mod message;
 pub mod outbound;

@@ -19,6 +19,10 @@ pub struct SetupOptions {
     pub app_module: Option<String>,
     pub app_callable: Option<String>,
     pub max_connections: Option<u64>,
+    /// `auto`, `wsgi`, `asgi` or `protocol` (`docs/http.md`).
+    pub app_interface: Option<String>,
+    /// The HTTP limits, for a web application.
+    pub http: crate::http::Limits,
     /// Close a connection after this long without a readiness event.
     pub idle_timeout: Option<std::time::Duration>,
 }
@@ -234,6 +238,35 @@ impl SetupOptions {
                         .iter()
                         .map(|p| text_of(p).ok_or("python_path must be a list of binaries"))
                         .collect::<Result<_, _>>()?;
+                }
+                "app_interface" => {
+                    let name = text("app_interface")?;
+                    if !["auto", "wsgi", "asgi", "protocol"].contains(&name.as_str()) {
+                        return Err("app_interface must be auto, wsgi, asgi or protocol".into());
+                    }
+                    options.app_interface = Some(name);
+                }
+                "max_request_line" | "max_header_block" | "max_header_count" | "max_body_size" | "keepalive_timeout"
+                | "header_timeout" | "threads" => {
+                    let n = as_u64(value).filter(|n| *n > 0).ok_or_else(|| format!("{key} must be a positive integer"))?;
+                    let size = usize::try_from(n).map_err(|_| format!("{key} is too large"))?;
+                    let limits = &mut options.http;
+                    match key {
+                        "max_request_line" => limits.max_request_line = size,
+                        "max_header_block" => limits.max_header_block = size,
+                        "max_header_count" => limits.max_header_count = size.min(65536),
+                        "max_body_size" => limits.max_body_size = n,
+                        "keepalive_timeout" => limits.keepalive_timeout = std::time::Duration::from_millis(n),
+                        "header_timeout" => limits.header_timeout = std::time::Duration::from_millis(n),
+                        _ => limits.threads = size.min(1024),
+                    }
+                }
+                "access_log" => {
+                    options.http.access_log = match as_atom(value) {
+                        Some("true") => true,
+                        Some("false") => false,
+                        _ => return Err("access_log must be a boolean".into()),
+                    }
                 }
                 // Options the VM uses itself may pass through; unknown ones are an error.
                 other => return Err(format!("unknown option {other}")),

@@ -33,6 +33,25 @@
 %% <dt>`app_callable' (`atom() | unicode:chardata()')</dt>
 %% <dd>An attribute of `app_module' that must be callable; it becomes the
 %%     protocol factory.</dd>
+%% <dt>`app_interface' (`auto | wsgi | asgi | protocol', default `auto')</dt>
+%% <dd>What `app_callable' is: `protocol', a protocol factory; `wsgi', a
+%%     WSGI application, served over HTTP/1.1 on every connection handed
+%%     to the context (`docs/http.md'); `asgi' is refused for now. `auto'
+%%     picks `protocol' for a `reactor.Protocol' subclass or a callable
+%%     taking no arguments, `asgi' for a coroutine function, `wsgi'
+%%     otherwise.</dd>
+%% <dt>`max_request_line', `max_header_block', `max_header_count',
+%%     `max_body_size' (`pos_integer()', bytes or a count)</dt>
+%% <dd>HTTP limits of a WSGI context (defaults 8192, 65536, 100 and
+%%     1073741824): over them a request gets 414, 431, 431 or 413.</dd>
+%% <dt>`keepalive_timeout', `header_timeout' (`pos_integer()', milliseconds,
+%%     defaults 5000 and 10000)</dt>
+%% <dd>How long an idle keep-alive connection is kept, and how long a
+%%     request head may take from its first byte (then 408).</dd>
+%% <dt>`threads' (`pos_integer()', default 8)</dt>
+%% <dd>Threads that run the WSGI application's calls.</dd>
+%% <dt>`access_log' (`boolean()', default `false')</dt>
+%% <dd>One `info' log line per HTTP request.</dd>
 %% <dt>`idle_timeout' (`timeout()', milliseconds, default `infinity')</dt>
 %% <dd>A connection with no readiness event (nothing to read, no write
 %%     completed) for that long is closed by the port: `connection_lost()'
@@ -65,6 +84,16 @@
 %% <dt>`record_bytes' (`boolean()', default `false')</dt>
 %% <dd>With `record': also every byte read from and written to each
 %%     connection (`--record-bytes').</dd>
+%% <dt>`python' (`file:filename_all()')</dt>
+%% <dd>A Python executable, typically a virtualenv's `bin/python' (a name
+%%     without a slash is looked up on `PATH'). The context's interpreter
+%%     takes on its environment: its `sys.prefix', its `site-packages' and
+%%     their `.pth' files, as when that executable runs. It must be of the
+%%     minor version the port was built for: another gives
+%%     `{error, {python_version_mismatch, Built, Found}}' (both
+%%     `{Major, Minor}'), one that cannot be run
+%%     `{error, {python_not_runnable, Path, Text}}'. Without it the
+%%     interpreter is the one the port was built against.</dd>
 %% </dl>
 %%
 %% Unknown options are refused: `{error, {unknown_option, Key}}'; a bad value
@@ -134,6 +163,15 @@
                   setup_code => unicode:chardata(),
                   app_module => atom() | unicode:chardata(),
                   app_callable => atom() | unicode:chardata(),
+                  app_interface => auto | wsgi | asgi | protocol,
+                  max_request_line => pos_integer(),
+                  max_header_block => pos_integer(),
+                  max_header_count => pos_integer(),
+                  max_body_size => pos_integer(),
+                  keepalive_timeout => pos_integer(),
+                  header_timeout => pos_integer(),
+                  threads => pos_integer(),
+                  access_log => boolean(),
                   python_path => [file:filename_all()],
                   idle_timeout => timeout(),
                   name => atom(),
@@ -143,7 +181,8 @@
                   port_executable => file:filename_all(),
                   env => [{string(), string() | false}],
                   record => file:filename_all(),
-                  record_bytes => boolean()}.
+                  record_bytes => boolean(),
+                  python => file:filename_all()}.
 
 -type server() :: pid() | atom().
 %% A context: its pid or its registered name.
@@ -215,7 +254,9 @@ start_link(Id, Mode) ->
 %% `{error, {unknown_option, Key}}', `{error, {bad_option, {Key, Value}}}',
 %% `{error, {already_started, Pid}}' (the `name', or `default', is taken),
 %% `{error, {timeout, hello | setup}}', `{error, {port_exited, Status}}',
-%% `{error, {port_killed, Signal}}', `{error, {open_port, Reason, Path}}'.
+%% `{error, {port_killed, Signal}}', `{error, {open_port, Reason, Path}}',
+%% and for the `python' option `{error, {python_version_mismatch, Built,
+%% Found}}' and `{error, {python_not_runnable, Path, Text}}'.
 %%
 %% `Id' is any term; the specification uses positive integers. It names the
 %% context in its logs and in {@link stats/1}.
@@ -277,7 +318,9 @@ handoff(Fd, ClientInfo) ->
 %% The descriptor is duplicated into the port program before this function
 %% returns `ok': the caller may then close its own socket (and should, or the
 %% VM keeps a descriptor per connection). Keep the socket open until this
-%% function has returned. The port closes the connection's descriptor when
+%% function has returned. A descriptor made by {@link py:dup_fd/1} is closed
+%% in the VM by the time this function returns `ok': it belongs to the
+%% reactor. The port closes the connection's descriptor when
 %% the protocol closes it, and shuts the connection down so that the peer sees
 %% the close whatever the VM does with its copy.
 %%
@@ -305,7 +348,14 @@ handoff(Fd, ClientInfo) ->
 %% (`ebadf' for a closed descriptor, for instance).
 -spec handoff(server(), non_neg_integer(), client_info()) -> ok | {error, term()}.
 handoff(Ctx, Fd, ClientInfo) ->
-    handoff(Ctx, Fd, ClientInfo, <<>>).
+    case handoff(Ctx, Fd, ClientInfo, <<>>) of
+        ok ->
+            %% A descriptor made by py:dup_fd/1 belongs to the reactor now:
+            %% the VM's copy is closed.
+            py_reactor_dup:handed_off(Fd);
+        Error ->
+            Error
+    end.
 
 handoff(Ctx, Fd, ClientInfo, InitialData) ->
     case py_reactor_opts:check_args([{ctx, Ctx}, {fd, Fd}, {client_info, ClientInfo}]) of
@@ -398,7 +448,7 @@ stats(Ctx) ->
 %% `active_connections' and `total_connections' (the context's own exact
 %% counts: a connection is active from its handoff until the port reports it
 %% closed), `refused_handoffs' (refused by the context, plus any refused by
-%% the port's own limit), and, from the port, `total_requests' (calls of
+%% the port's own limit), and, from the port, `total_requests' (HTTP requests of a WSGI context, calls of
 %% `data_received'), `bytes_in', `bytes_out', `python_errors' and
 %% `pending_fds'. `python_errors' counts the connections closed by a fault
 %% of the protocol: an exception raised by the factory or a callback
@@ -638,6 +688,14 @@ check_opt(app_module, Name) when is_atom(Name) -> {ok, atom_to_binary(Name)};
 check_opt(app_module, Name) -> chardata_opt(Name);
 check_opt(app_callable, Name) when is_atom(Name) -> {ok, atom_to_binary(Name)};
 check_opt(app_callable, Name) -> chardata_opt(Name);
+check_opt(app_interface, I) when I =:= auto; I =:= wsgi; I =:= asgi; I =:= protocol ->
+    {ok, I};
+check_opt(access_log, Bool) when is_boolean(Bool) -> {ok, Bool};
+check_opt(Key, N) when (Key =:= max_request_line orelse Key =:= max_header_block orelse
+                        Key =:= max_header_count orelse Key =:= max_body_size orelse
+                        Key =:= keepalive_timeout orelse Key =:= header_timeout orelse
+                        Key =:= threads), is_integer(N), N > 0 ->
+    {ok, N};
 check_opt(python_path, Dirs) when is_list(Dirs) ->
     try
         {ok, [unicode:characters_to_binary(filename:absname(Dir)) || Dir <- Dirs]}
@@ -654,6 +712,7 @@ check_opt(port_executable, Path) when is_list(Path); is_binary(Path) ->
 check_opt(record, Path) when is_list(Path); is_binary(Path) ->
     try {ok, filename:absname(Path)} catch error:_ -> error end;
 check_opt(record_bytes, Bool) when is_boolean(Bool) -> {ok, Bool};
+check_opt(python, Path) when is_list(Path); is_binary(Path) -> python_opt(Path);
 check_opt(env, Env) when is_list(Env) ->
     case lists:all(fun({K, V}) -> io_lib:printable_list(K)
                                       andalso (V =:= false orelse io_lib:printable_list(V));
@@ -667,7 +726,12 @@ check_opt(Key, _Value) when Key =:= max_connections; Key =:= name;
                             Key =:= stop_timeout; Key =:= python_path;
                             Key =:= port_executable; Key =:= env;
                             Key =:= record; Key =:= record_bytes;
-                            Key =:= idle_timeout ->
+                            Key =:= app_interface; Key =:= access_log;
+                            Key =:= max_request_line; Key =:= max_header_block;
+                            Key =:= max_header_count; Key =:= max_body_size;
+                            Key =:= keepalive_timeout; Key =:= header_timeout;
+                            Key =:= threads; Key =:= idle_timeout;
+                            Key =:= python ->
     error;
 check_opt(_Key, _Value) ->
     unknown.
@@ -678,6 +742,23 @@ chardata_opt(Data) ->
         _Incomplete -> error
     catch
         error:badarg -> error
+    end.
+
+%% A path is made absolute but not resolved: a virtualenv's bin/python is a
+%% symbolic link, and its own location is what names the environment.
+python_opt(Path) ->
+    try filename:flatten(Path) of
+        Flat ->
+            case lists:member($/, unicode:characters_to_list(Flat)) of
+                true -> {ok, filename:absname(Flat)};
+                false ->
+                    case os:find_executable(unicode:characters_to_list(Flat)) of
+                        false -> error;
+                        Found -> {ok, Found}
+                    end
+            end
+    catch
+        error:_ -> error
     end.
 
 register_names(Opts) ->
@@ -699,7 +780,8 @@ start_port(Id, Mode, Opts) ->
     Exe = maps:get(port_executable, Opts, default_executable()),
     Deadline = deadline(maps:get(start_timeout, Opts)),
     PortOpts = [{packet, 4}, binary, exit_status, use_stdio, hide,
-                {args, ["serve", "--vm-pid", os:getpid() | record_args(Opts)]},
+                {args, ["serve", "--vm-pid", os:getpid()
+                        | record_args(Opts) ++ python_args(Opts)]},
                 {env, maps:get(env, Opts)}],
     try open_port({spawn_executable, Exe}, PortOpts) of
         Port ->
@@ -737,6 +819,11 @@ record_args(#{record := Path}) ->
 record_args(#{}) ->
     [].
 
+python_args(#{python := Path}) ->
+    ["--python", Path];
+python_args(#{}) ->
+    [].
+
 default_executable() ->
     case code:priv_dir(py_reactor) of
         {error, bad_name} ->
@@ -772,6 +859,10 @@ await_hello(Deadline, State = #state{port = Port}) ->
                     {ok, Hello, State};
                 {ok, {hello, Hello}} ->
                     {error, {bad_hello, Hello}, State};
+                {ok, {error, Reason}} ->
+                    %% The port could not start (the `python' option named
+                    %% an unusable interpreter) and said why instead of hello.
+                    {error, Reason, State};
                 {ok, {log, _, _} = Log} ->
                     await_hello(Deadline, handle_term(Log, State));
                 {ok, Term} ->
@@ -801,7 +892,10 @@ connect_aux(Path) ->
 
 setup(Opts, Deadline, State = #state{id = Id, next_ref = Ref}) ->
     SetupOpts0 = maps:with([setup_code, app_module, app_callable, python_path,
-                            max_connections, idle_timeout], Opts),
+                            max_connections, app_interface, max_request_line,
+                            max_header_block, max_header_count, max_body_size,
+                            keepalive_timeout, header_timeout, threads, access_log,
+                            idle_timeout], Opts),
     ContextId = case convertible(Id) of
         true -> Id;
         false -> iolist_to_binary(io_lib:format("~0p", [Id]))

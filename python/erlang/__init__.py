@@ -20,8 +20,10 @@ Names exported here:
     An Erlang process identifier, as received from the VM.  Opaque, hashable,
     comparable with ``==``; it converts back to the same pid.
 ``ReactorBuffer``
-    The zero-copy, bytes-like type of the data passed to
-    :meth:`erlang.reactor.Protocol.data_received`.
+    The type of the data passed to
+    :meth:`erlang.reactor.Protocol.data_received`: a subclass of ``bytes``
+    whose storage the port reads into (no copy), with one method of its own,
+    ``memoryview()``.
 ``send(dest, term)``
     Sends ``term`` to the Erlang process ``dest``: an ``erlang.Pid``, or the
     name (``str`` or ``Atom``) a process is registered under on the

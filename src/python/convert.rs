@@ -6,7 +6,6 @@
 //! with a [`ConvertError`] naming it, bound nesting to [`MAX_DEPTH`] levels and
 //! never panic.
 
-use super::buffer::ReactorBuffer;
 use eetf::{Atom, BigInteger, Binary, FixInteger, Float, List, Map, Term, Tuple};
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
@@ -314,9 +313,6 @@ fn to_term(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Term, ConvertError> {
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(Term::from(Binary::from(b.as_bytes())));
     }
-    if let Ok(r) = obj.cast::<ReactorBuffer>() {
-        return Ok(Term::from(Binary::from(r.get().as_slice())));
-    }
     if let Ok(b) = obj.cast::<PyByteArray>() {
         return Ok(Term::from(Binary::from(b.to_vec())));
     }
@@ -481,7 +477,7 @@ def same(a, b):
         let g = PyDict::new(py);
         g.set_item("Pid", py.get_type::<Pid>()).expect("Pid");
         g.set_item("Atom", atom_type(py).expect("Atom")).expect("Atom");
-        g.set_item("ReactorBuffer", py.get_type::<ReactorBuffer>())
+        g.set_item("ReactorBuffer", crate::python::buffer::reactor_buffer_type(py).expect("type"))
             .expect("ReactorBuffer");
         let code = CString::new(HELPERS).expect("no NUL");
         py.run(&code, Some(&g), None).expect("helpers");

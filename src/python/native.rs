@@ -15,7 +15,7 @@ use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
-use super::buffer::ReactorBuffer;
+use super::buffer;
 use super::convert::{py_to_term, Pid};
 use super::timers::{Owner, TimerHandle};
 use crate::message::{LogLevel, Notice};
@@ -198,26 +198,29 @@ fn check_connection(fd: RawFd, conn_id: Option<u64>) -> PyResult<()> {
     }
 }
 
-/// One `read(2)`: `b''` on end of file, error or would-block, and when
-/// `conn_id` is given and `fd` no longer belongs to that connection.
+/// One `read(2)` of up to `size` bytes, into a new `ReactorBuffer` (the
+/// same read as the loop's, so no copy): `b''` on end of file, error or
+/// would-block, and when `conn_id` is given and `fd` no longer belongs to
+/// that connection; `MemoryError` when `size` bytes cannot be allocated.
 #[pyfunction]
 #[pyo3(signature = (fd, size, conn_id=None))]
 fn read(py: Python<'_>, fd: RawFd, size: usize, conn_id: Option<u64>) -> PyResult<Bound<'_, PyBytes>> {
     if check_connection(fd, conn_id).is_err() {
         return Ok(PyBytes::new(py, b""));
     }
-    let mut buf = vec![0u8; size];
     // SAFETY: the descriptor is only borrowed for the call; a bad number
     // gives EBADF, which reads as b''.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    let n = nix::unistd::read(fd, &mut buf).unwrap_or(0);
+    let data = match buffer::read(py, fd, size) {
+        Ok(Some(data)) => data,
+        Ok(None) | Err(buffer::ReadError::Os(_)) => return Ok(PyBytes::new(py, b"")),
+        Err(buffer::ReadError::Python(e)) => return Err(e),
+    };
     if let Some(s) = Shared::get() {
-        s.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-        if n > 0 {
-            s.record(fd.as_raw_fd(), &buf[..n], false);
-        }
+        s.bytes_in.fetch_add(data.as_bytes().len() as u64, Ordering::Relaxed);
+        s.record(fd.as_raw_fd(), data.as_bytes(), false);
     }
-    Ok(PyBytes::new(py, &buf[..n]))
+    Ok(data)
 }
 
 /// One `write(2)` of a bytes-like object: bytes written, 0 when it would
@@ -368,7 +371,7 @@ fn log(level: &str, text: &str) -> PyResult<()> {
 /// The module object, registered with `append_to_inittab!` before Python starts.
 #[pymodule]
 pub fn _py_reactor(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<ReactorBuffer>()?;
+    m.add("ReactorBuffer", buffer::reactor_buffer_type(m.py())?)?;
     m.add_class::<Pid>()?;
     m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_function(wrap_pyfunction!(write, m)?)?;
