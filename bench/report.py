@@ -24,7 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SYSTEMS = ["py_reactor", "asyncio", "uvloop", "gen_tcp", "native"]
+SYSTEMS = ["py_reactor", "asyncio", "uvloop", "gen_tcp", "native", "gunicorn", "granian"]
 
 COLORS = {
     "py_reactor": "#d62728",
@@ -32,6 +32,8 @@ COLORS = {
     "uvloop": "#9467bd",
     "gen_tcp": "#2ca02c",
     "native": "#7f7f7f",
+    "gunicorn": "#8c564b",
+    "granian": "#ff7f0e",
 }
 
 PIN_SHORT = {"split": "split", "same_core": "same core"}
@@ -91,6 +93,10 @@ TARGETS = [
     Target("bulk_1mib", "mb_per_s", "split", ">=", 0.7, "native"),
     Target("lifecycle", "us_per_op", "split", "<=", 1.3, "gen_tcp"),
     Target("idle_memory", "rss_bytes_per_conn", "split", "<=", 1.0, "asyncio"),
+    Target("wsgi_hello", "req_per_s", "split", ">=", 1.0, "granian"),
+    Target("wsgi_hello", "cpu_us_per_req", "split", "<=", 1.0, "granian"),
+    Target("wsgi_flask", "req_per_s", "split", ">=", 1.0, "granian"),
+    Target("wsgi_flask", "req_per_s", "split", ">=", 5.0, "gunicorn"),
     *(
         Target("nif_bench", f"persistent_{size}_ops_per_s", pinning, ">=", 25_000, None)
         for pinning in ("split", "same_core")

@@ -11,7 +11,10 @@ Systems (each runs the same protocol logic, see bench/protocols/):
   (bench/servers/asyncio_server.py);
 - ``gen_tcp``: a plain Erlang server, one process per connection
   (bench/servers/bench_gen_tcp_server.erl);
-- ``native``: a Rust epoll server with no Python (bench/native).
+- ``native``: a Rust epoll server with no Python (bench/native);
+- ``gunicorn``, ``granian``: the WSGI workloads only (``wsgi_hello``,
+  ``wsgi_flask``), where ``py_reactor`` serves the same WSGI applications
+  (bench/servers/wsgi_peer_server.py, bench/protocols/wsgi_bench_apps.py).
 
 The ``listener`` workload runs py_reactor through ``py_reactor:start_listener/2``
 (bench/servers/bench_py_reactor_listener.erl): lifecycle and nif_bench's
@@ -23,11 +26,13 @@ hits all alike. The servers run on CPU 1 and the load generators (wrk,
 bench/native's bench_load, the nif_bench Erlang client) on CPU 0 (taskset);
 the ping-pong workloads are also run with both on CPU 0 ("same_core").
 
-Writes bench/results/latest.json (``machine``, ``run``, ``results``: a list of
-``{"workload", "system", "metric", "value", ...}`` objects, ``targets``),
-bench/results/latest.png, and the results section of docs/performance.md, and
-prints the tables. Exits 1 if any measurement failed (the others are still
-written).
+Writes a result file (``machine``, ``run``, ``results``: a list of
+``{"workload", "system", "metric", "value", ...}`` objects, ``targets``) and
+its chart, and prints the tables. By default they go to _build/bench/results/
+(ignored by git), and no committed file changes; ``--update-committed`` (what
+``make bench`` passes) writes bench/results/latest.json, bench/results/latest.png
+and the results section of docs/performance.md instead. Exits 1 if any
+measurement failed (the others are still written).
 """
 
 from __future__ import annotations
@@ -57,6 +62,10 @@ import report
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+# Results under version control, written only with --update-committed.
+COMMITTED_RESULTS = BENCH / "results"
+# Where exploratory runs write by default: ignored by git.
+LOCAL_RESULTS = ROOT / "_build/bench/results"
 PROTOCOLS = BENCH / "protocols"
 NATIVE_BIN = BENCH / "native/target/release"
 APP_EBIN = ROOT / "_build/default/lib/py_reactor/ebin"
@@ -78,6 +87,8 @@ WORKLOADS = [
     "lifecycle",
     "nif_bench",
     "idle_memory",
+    "wsgi_hello",
+    "wsgi_flask",
     "listener",
 ]
 # py_reactor served through a listener (bench/servers/bench_py_reactor_listener.erl):
@@ -89,6 +100,11 @@ LISTENERS = {
     "listener_1ctx": ("vm", 1),
     "listener_2ctx": ("vm", 2),
 }
+# The WSGI workloads run against the Python web servers instead of the
+# protocol systems: gunicorn (1 worker, gthread) and granian (1 worker,
+# --interface wsgi), serving the same applications (bench/protocols/wsgi_bench_apps.py).
+WSGI_WORKLOADS = ["wsgi_hello", "wsgi_flask"]
+WSGI_SYSTEMS = ["py_reactor", "gunicorn", "granian"]
 START_TIMEOUT = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -255,6 +271,10 @@ class Server:
                 self.proto,
                 "0",
             ]
+        if self.system in ("gunicorn", "granian"):
+            script = BENCH / "servers/wsgi_peer_server.py"
+            app = self.proto.removeprefix("wsgi_")
+            return [sys.executable, str(script), "--server", self.system, "--app", app]
         if self.system in ("asyncio", "uvloop"):
             script = BENCH / "servers/asyncio_server.py"
             return [sys.executable, str(script), "--loop", self.system, "--proto", self.proto]
@@ -279,6 +299,12 @@ class Server:
         assert self.popen is not None
         while True:
             text = self.logfile.read_text(errors="replace")
+            peer = re.search(r"^READY (\d+)((?: \d+)+)$", text, re.MULTILINE)
+            if peer and self.system in ("gunicorn", "granian"):
+                self.port = int(peer.group(1))
+                pids = [int(p) for p in peer.group(2).split()]
+                self.pids = {f"server{i}": pid for i, pid in enumerate(pids)}
+                return
             match = re.search(r"^READY (\d+) (\d+)((?: \d+)*)$", text, re.MULTILINE)
             if match:
                 self.port = int(match.group(1))
@@ -554,6 +580,41 @@ def http_keepalive(results: Results, cfg: Config, systems: list[str], logdir: Pa
                 )
 
         alternate(results, "http_keepalive", systems, cfg.http_runs, measure)
+
+
+def wsgi_workload(
+    results: Results, cfg: Config, systems: list[str], workload: str, logdir: Path
+) -> None:
+    """wrk -c50 on keep-alive connections against a WSGI application; CPU
+    time per request of every process of the server (for py_reactor, the port
+    program and the VM apart, and together)."""
+    with servers(systems, workload, logdir) as running:
+
+        def measure(system: str) -> None:
+            server = running[system]
+            server.check_alive()
+            wrk(server.port, cfg.http_warmup_seconds)
+            before = {name: cpu_seconds(pid) for name, pid in server.pids.items()}
+            got = wrk(server.port, cfg.http_seconds)
+            after = {name: cpu_seconds(pid) for name, pid in server.pids.items()}
+            server.check_alive()
+            if got["errors"]:
+                raise BenchError(f"wrk reported {got['errors']} errors")
+            if not got["requests"]:
+                raise BenchError("wrk made no request")
+            cpu = {name: (after[name] - before[name]) * 1e6 / got["requests"] for name in before}
+            add = results.add
+            add(workload, "split", system, "req_per_s", got["req_per_s"], "req/s", "higher")
+            if system == "py_reactor":
+                add(workload, "split", system, "cpu_us_per_req", cpu["port"], "us", "lower",
+                    process="py_reactor_port (the port program)")
+                add(workload, "split", system, "total_cpu_us_per_req", cpu["port"] + cpu["vm"],
+                    "us", "lower", process="port program + Erlang VM")
+            else:
+                add(workload, "split", system, "cpu_us_per_req", sum(cpu.values()), "us",
+                    "lower", process="every process of the server")
+
+        alternate(results, workload, systems, cfg.http_runs, measure)
 
 
 def echo_workloads(
@@ -865,6 +926,9 @@ def machine_info() -> dict[str, Any]:
         "erlang": erlang,
         "rust": command_output(["rustc", "--version"]),
         "uvloop": package_version("uvloop"),
+        "gunicorn": package_version("gunicorn"),
+        "granian": package_version("granian"),
+        "flask": package_version("flask"),
         "matplotlib": package_version("matplotlib"),
         "wrk": command_output(["wrk", "-v"]).split(" Copyright")[0],
     }
@@ -922,6 +986,24 @@ def check_prerequisites() -> None:
         sys.exit("bench: needs at least 2 CPUs (the server on CPU 1, the load generator on CPU 0)")
 
 
+def output_paths(
+    update_committed: bool, out: str | None, chart: str | None, docs: str | None
+) -> tuple[Path, Path, Path | None]:
+    """Where a run writes: (result file, chart, docs page or None).
+
+    Paths given win; the others are the committed files with
+    ``update_committed``, else files under _build/bench/results/, ignored by
+    git, and no docs page.
+    """
+    base = COMMITTED_RESULTS if update_committed else LOCAL_RESULTS
+    default_docs = ROOT / "docs/performance.md" if update_committed else None
+    return (
+        Path(out) if out else base / "latest.json",
+        Path(chart) if chart else base / "latest.png",
+        Path(docs) if docs else default_docs,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run every benchmark workload against every system."
@@ -936,14 +1018,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workloads", help=f"comma-separated subset of {','.join(WORKLOADS)}")
     parser.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEMS)}")
-    parser.add_argument("--out", default=str(BENCH / "results/latest.json"), help="result file")
-    parser.add_argument("--chart", default=str(BENCH / "results/latest.png"), help="chart file")
     parser.add_argument(
-        "--docs", default=str(ROOT / "docs/performance.md"), help="docs page to update"
+        "--update-committed",
+        action="store_true",
+        help="write the committed results: bench/results/latest.json and .png and the results "
+        "section of docs/performance.md (what `make bench` does)",
     )
-    parser.add_argument("--no-docs", action="store_true", help="leave docs/performance.md alone")
+    parser.add_argument(
+        "--out", help=f"result file (default {LOCAL_RESULTS / 'latest.json'}, or the committed one)"
+    )
+    parser.add_argument(
+        "--chart", help=f"chart file (default {LOCAL_RESULTS / 'latest.png'}, or the committed one)"
+    )
+    parser.add_argument(
+        "--docs", help="docs page whose results section to update (default: none, or "
+        "docs/performance.md with --update-committed)"
+    )
+    parser.add_argument("--no-docs", action="store_true", help="update no docs page")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     args = parser.parse_args(argv)
+    args.out, args.chart, docs = output_paths(
+        args.update_committed, args.out, args.chart, args.docs
+    )
+    if args.no_docs:
+        docs = None
+    args.docs, args.no_docs = str(docs) if docs else None, docs is None
 
     cfg = QUICK if args.quick else FULL
     if args.runs:
@@ -964,8 +1063,10 @@ def main(argv: list[str] | None = None) -> int:
     echo = [
         w
         for w in WORKLOADS
-        if w in workloads and w not in ("http_keepalive", "idle_memory", "listener")
+        if w in workloads and w not in ("http_keepalive", "idle_memory", "listener", *WSGI_WORKLOADS)
     ]
+    wsgi_systems = [s for s in WSGI_SYSTEMS if s in systems]
+    systems = [s for s in systems if s not in ("gunicorn", "granian")]
     groups: list[tuple[str, Callable[[], None]]] = [
         ("http_keepalive", lambda: http_keepalive(results, cfg, systems, logdir)),
         (",".join(echo), lambda: echo_workloads(results, cfg, systems, echo, logdir)),
@@ -973,6 +1074,10 @@ def main(argv: list[str] | None = None) -> int:
         (
             "listener" if "py_reactor" in systems else "",
             lambda: listener_workloads(results, cfg, logdir),
+        ),
+        *(
+            (w, lambda w=w: wsgi_workload(results, cfg, wsgi_systems, w, logdir))
+            for w in WSGI_WORKLOADS
         ),
     ]
     try:
@@ -1016,6 +1121,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     print(report.text_tables(data))
+    Path(args.chart).parent.mkdir(parents=True, exist_ok=True)
     report.draw_chart(data, Path(args.chart))
     if not args.no_docs:
         docs = Path(args.docs)

@@ -19,6 +19,10 @@ pub struct SetupOptions {
     pub app_module: Option<String>,
     pub app_callable: Option<String>,
     pub max_connections: Option<u64>,
+    /// `auto`, `wsgi`, `asgi` or `protocol` (`docs/http.md`).
+    pub app_interface: Option<String>,
+    /// The HTTP limits, for a web application.
+    pub http: crate::http::Limits,
     /// Close a connection after this long without a readiness event.
     pub idle_timeout: Option<std::time::Duration>,
 }
@@ -37,7 +41,9 @@ pub struct ListenOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Setup { reference: Term, options: SetupOptions },
-    Handoff { conn_id: u64, client_info: Term },
+    /// `initial_data`: bytes the VM had already read from the connection,
+    /// delivered to the protocol before anything the port reads.
+    Handoff { conn_id: u64, client_info: Term, initial_data: Vec<u8> },
     Stats { reference: Term },
     Exec { reference: Term, code: String },
     Eval { reference: Term, expr: String },
@@ -45,6 +51,9 @@ pub enum Request {
     Stop { reference: Term },
     Listen { listen_id: u64, options: ListenOptions },
     ListenControl { reference: Term, options: ListenOptions },
+    /// `{vm_reply, Id, Result}` that came after its request gave up waiting
+    /// (replies in time are taken by the waiting request, see `vm_request`).
+    LateReply { id: u64 },
 }
 
 /// Why a decoded term is not a request.
@@ -111,11 +120,27 @@ impl Request {
                     .map_err(|reason| bad("setup", &reference, &reason))?;
                 Ok(Request::Setup { reference, options })
             }
-            ("handoff", 3) => {
+            ("handoff", 3 | 4) => {
+                let initial_data = if arity == 4 {
+                    let data = elements.pop().expect("arity checked");
+                    match as_bytes(&data) {
+                        Some(bytes) => bytes.to_vec(),
+                        None => {
+                            let reason = format!("handoff with initial data that is not a binary: {}", brief(&data));
+                            // With a usable id the refusal names it, as for any misshapen handoff.
+                            return Err(match as_u64(&elements[1]) {
+                                Some(conn_id) if conn_id > 0 => RequestError::BadHandoff { conn_id, reason },
+                                _ => RequestError::Unknown(reason),
+                            });
+                        }
+                    }
+                } else {
+                    Vec::new()
+                };
                 let client_info = elements.pop().expect("arity checked");
                 let id = elements.pop().expect("arity checked");
                 match as_u64(&id) {
-                    Some(conn_id) if conn_id > 0 => Ok(Request::Handoff { conn_id, client_info }),
+                    Some(conn_id) if conn_id > 0 => Ok(Request::Handoff { conn_id, client_info, initial_data }),
                     _ => Err(RequestError::Unknown(format!(
                         "handoff with a connection id that is not a positive 64-bit integer: {}",
                         brief(&id)
@@ -166,8 +191,12 @@ impl Request {
                 };
                 Ok(Request::Call { reference, module, function, args })
             }
+            ("vm_reply", 3) => match as_u64(&elements[1]) {
+                Some(id) => Ok(Request::LateReply { id }),
+                None => Err(RequestError::Unknown(format!("vm_reply with a bad id: {}", brief(&elements[1])))),
+            },
             ("handoff", n) if n >= 2 => {
-                let reason = format!("handoff request with {} fields, expected 2", n - 1);
+                let reason = format!("handoff request with {} fields, expected 2 or 3", n - 1);
                 match as_u64(&elements[1]) {
                     Some(conn_id) if conn_id > 0 => Err(RequestError::BadHandoff { conn_id, reason }),
                     _ => Err(RequestError::Unknown(reason)),
@@ -237,6 +266,35 @@ impl SetupOptions {
                         .iter()
                         .map(|p| text_of(p).ok_or("python_path must be a list of binaries"))
                         .collect::<Result<_, _>>()?;
+                }
+                "app_interface" => {
+                    let name = text("app_interface")?;
+                    if !["auto", "wsgi", "asgi", "protocol"].contains(&name.as_str()) {
+                        return Err("app_interface must be auto, wsgi, asgi or protocol".into());
+                    }
+                    options.app_interface = Some(name);
+                }
+                "max_request_line" | "max_header_block" | "max_header_count" | "max_body_size" | "keepalive_timeout"
+                | "header_timeout" | "threads" => {
+                    let n = as_u64(value).filter(|n| *n > 0).ok_or_else(|| format!("{key} must be a positive integer"))?;
+                    let size = usize::try_from(n).map_err(|_| format!("{key} is too large"))?;
+                    let limits = &mut options.http;
+                    match key {
+                        "max_request_line" => limits.max_request_line = size,
+                        "max_header_block" => limits.max_header_block = size,
+                        "max_header_count" => limits.max_header_count = size.min(65536),
+                        "max_body_size" => limits.max_body_size = n,
+                        "keepalive_timeout" => limits.keepalive_timeout = std::time::Duration::from_millis(n),
+                        "header_timeout" => limits.header_timeout = std::time::Duration::from_millis(n),
+                        _ => limits.threads = size.min(1024),
+                    }
+                }
+                "access_log" => {
+                    options.http.access_log = match as_atom(value) {
+                        Some("true") => true,
+                        Some("false") => false,
+                        _ => return Err("access_log must be a boolean".into()),
+                    }
                 }
                 // Options the VM uses itself may pass through; unknown ones are an error.
                 other => return Err(format!("unknown option {other}")),
@@ -412,6 +470,8 @@ pub enum Notice {
     Accepted { conn_id: u64, client_info: Term },
     Log { level: LogLevel, text: String },
     Send { pid: Term, message: Term },
+    /// A request from Python that waits for the VM's `{vm_reply, Id, Result}`.
+    VmRequest { id: u64, request: Term },
     FrameError(String),
     AuxError(String),
 }
@@ -491,6 +551,7 @@ impl Notice {
             }
             Notice::Log { level, text } => tuple(vec![atom("log"), atom(level.name()), binary(text.as_bytes())]),
             Notice::Send { pid, message } => tuple(vec![atom("send"), pid.clone(), message.clone()]),
+            Notice::VmRequest { id, request } => tuple(vec![atom("vm_request"), integer(*id), request.clone()]),
             Notice::FrameError(text) => tuple(vec![atom("frame_error"), binary(text.as_bytes())]),
             Notice::AuxError(text) => tuple(vec![atom("aux_error"), binary(text.as_bytes())]),
         }
@@ -529,8 +590,16 @@ mod tests {
         );
         assert_eq!(
             req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![])])),
-            Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]) })
+            Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]), initial_data: vec![] })
         );
+        assert_eq!(
+            req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![]), binary(b"GET".to_vec())])),
+            Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]), initial_data: b"GET".to_vec() })
+        );
+        assert!(matches!(
+            req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![]), atom("x")])),
+            Err(RequestError::BadHandoff { conn_id: 9, .. })
+        ));
         let opts = atom_map(vec![
             ("setup_code", binary(b"pass".to_vec())),
             ("max_connections", integer(2)),

@@ -1,7 +1,9 @@
 %% @doc The application's top supervisor, under which users may start
 %% reactor contexts.
 %%
-%% It is a `one_for_one' supervisor that starts empty. Each context started
+%% It is a `one_for_one' supervisor that starts with one worker,
+%% {@link py_reactor_dup} (which keeps the descriptors of
+%% {@link py:dup_fd/1}), and no context. Each context started
 %% with {@link start_context/3} becomes a child with the child id
 %% `{py_reactor_context, Id}' and the child spec of
 %% {@link py_reactor_context:child_spec/1}: restart `transient' (a context that
@@ -88,4 +90,6 @@ init([]) ->
                restart => permanent,
                shutdown => 5000,
                type => worker},
-    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, [Server]}}.
+        %% py_reactor_dup keeps the descriptors py:dup_fd/1 makes.
+    Dup = #{id => py_reactor_dup, start => {py_reactor_dup, start_link, []}},
+    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, [Server, Dup]}}.

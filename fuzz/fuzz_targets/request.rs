@@ -116,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
             };
             let fields = &t.elements;
             match request {
-                Request::Handoff { conn_id, client_info } => {
+                Request::Handoff { conn_id, client_info, .. } => {
                     assert!(conn_id > 0);
                     assert_eq!(canon(&client_info), canon(&fields[2]));
                     sent(&Notice::Closed {
@@ -149,6 +149,7 @@ fuzz_target!(|data: &[u8]| {
                         &reference,
                     );
                 }
+                Request::LateReply { .. } => {}
                 Request::Call { reference, args, .. } => {
                     assert_eq!(canon(&reference), canon(&fields[1]));
                     let list = Term::from(eetf::List::from(args));
