@@ -15,7 +15,7 @@ suite() ->
 
 all() ->
     [flask_app_over_keep_alive, app_exception_is_logged_with_the_context_id, options_are_checked,
-     asgi_is_refused_clearly].
+     asgi_is_refused_clearly, request_sent_before_the_handoff_is_served].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(py_reactor),
@@ -132,3 +132,23 @@ asgi_is_refused_clearly(_Config) ->
     {error, {python, <<"NotImplementedError">>, _, _}} =
         start(raw_app, #{app_interface => asgi}),
     ok.
+
+%% A request the VM received on an active socket before handoff_socket/3 is
+%% the HTTP engine's first input: answered, not lost.
+request_sent_before_the_handoff_is_served(_Config) ->
+    {ok, Ctx} = start(flask_validated, #{}),
+    {ok, L} = gen_tcp:listen(0, [binary, {active, true}, {ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(L),
+    {ok, C} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}]),
+    {ok, S} = gen_tcp:accept(L),
+    ok = gen_tcp:send(C, <<"GET /hello HTTP/1.1\r\nHost: test\r\n\r\n">>),
+    wait_until(fun() ->
+                       {messages, Ms} = process_info(self(), messages),
+                       lists:any(fun({tcp, S1, _}) -> S1 =:= S; (_) -> false end, Ms)
+               end, tcp_message),
+    ok = py_reactor_context:handoff_socket(Ctx, S, #{}),
+    {<<"HTTP/1.1 200 OK">>, _, <<"Hello, world!">>} = response(C),
+    #{total_requests := 1} = py_reactor_context:stats(Ctx),
+    ok = gen_tcp:close(C),
+    ok = gen_tcp:close(L),
+    ok = py_reactor_context:stop(Ctx).
