@@ -1060,11 +1060,8 @@ def main(argv: list[str] | None = None) -> int:
     date = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     logdir = Path(tempfile.mkdtemp(prefix="py_reactor_bench."))
     results = Results()
-    echo = [
-        w
-        for w in WORKLOADS
-        if w in workloads and w not in ("http_keepalive", "idle_memory", "listener", *WSGI_WORKLOADS)
-    ]
+    not_echo = ("http_keepalive", "idle_memory", "listener", *WSGI_WORKLOADS)
+    echo = [w for w in WORKLOADS if w in workloads and w not in not_echo]
     wsgi_systems = [s for s in WSGI_SYSTEMS if s in systems]
     systems = [s for s in systems if s not in ("gunicorn", "granian")]
     groups: list[tuple[str, Callable[[], None]]] = [
