@@ -14,6 +14,7 @@ use eetf::Term;
 use nix::errno::Errno;
 use pyo3::prelude::*;
 
+use crate::aio::Asyncio;
 use crate::fdpass::{self, AuxChannel, AuxListener};
 use crate::framing::{Fill, FrameReader, MAX_FRAME};
 use crate::handoff::{Offer, Paired, Pairing};
@@ -82,6 +83,7 @@ pub struct Reactor {
     connections: Vec<Option<Connection>>,
     active: u64,
     bridge: Option<Bridge>,
+    aio: Option<Asyncio>,
     max_connections: u64,
     counters: Counters,
     ready: Vec<Ready>,
@@ -128,6 +130,7 @@ impl Reactor {
             connections: Vec::new(),
             active: 0,
             bridge: None,
+            aio: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             counters: Counters::default(),
             ready: Vec::with_capacity(256),
@@ -145,7 +148,12 @@ impl Reactor {
         self.notify(Notice::Hello { os_pid: std::process::id(), socket_path, max_frame: MAX_FRAME });
         Python::attach(|py| {
             while self.exit.is_none() {
-                let timeout = self.pairing.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+                let pairing = self.pairing.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+                let aio = self.aio.as_ref().and_then(|aio| aio.timeout(&self.shared.aio));
+                let timeout = match (pairing, aio) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 if let Err(e) = self.turn(py, timeout) {
                     self.log(LogLevel::Error, format!("poll failed: {e}"));
                     self.exit = Some(Exit::InputClosed);
@@ -164,6 +172,7 @@ impl Reactor {
     pub fn turn(&mut self, py: Python<'_>, timeout: Option<Duration>) -> std::io::Result<usize> {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
+        self.apply_aio_requests();
         let selector = &mut self.selector;
         let waited = py.detach(|| selector.wait(&mut ready, timeout));
         for event in ready.iter().copied() {
@@ -171,6 +180,7 @@ impl Reactor {
         }
         let served = ready.len();
         self.ready = ready;
+        self.step_asyncio(py);
         self.arm_requested_writes();
         if !self.pairing.is_empty() {
             self.expire_pairing(Instant::now());
@@ -186,6 +196,7 @@ impl Reactor {
     /// Closes every connection (each gets `connection_lost`), records the end
     /// and flushes Python's streams.
     pub fn finish(&mut self, py: Python<'_>) {
+        self.stop_asyncio(py);
         self.close_all(py);
         python::flush_streams(py);
         if let Some(recorder) = &self.shared.recorder {
@@ -239,6 +250,11 @@ impl Reactor {
             KEY_AUX => self.on_aux(py),
             key => {
                 let fd = (key - KEY_FIRST_CONNECTION) as RawFd;
+                if self.connection(fd).is_none() {
+                    if let Some(aio) = self.aio.as_mut().filter(|aio| aio.owns(fd)) {
+                        return aio.on_ready(fd, event.interest);
+                    }
+                }
                 if event.interest.read {
                     self.on_readable(py, fd);
                 }
@@ -320,7 +336,14 @@ impl Reactor {
                 let notice = if self.bridge.is_some() {
                     Notice::failed(reference, &RequestFailure::AlreadySetUp)
                 } else {
-                    match python::setup(py, &options).and_then(|()| Bridge::load(py)) {
+                    // The loop exists before setup_code runs, so that setup
+                    // may start servers and tasks on it.
+                    let installed = match self.aio {
+                        Some(_) => Ok(()),
+                        None => Asyncio::install(py).map(|aio| self.aio = Some(aio)),
+                    };
+                    let loaded = installed.and_then(|()| python::setup(py, &options)).and_then(|()| Bridge::load(py));
+                    match loaded {
                         Ok(bridge) => {
                             self.bridge = Some(bridge);
                             self.max_connections = options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
@@ -354,10 +377,28 @@ impl Reactor {
                 self.reply(reference, result.map(Some));
             }
             Request::Call { reference, module, function, args } => {
-                let result = self.require_setup().and_then(|()| python::call(py, &module, &function, &args));
-                self.reply(reference, result.map(Some));
+                let aio = &self.shared.aio;
+                let deferred = std::cell::Cell::new(None);
+                let result = self.require_setup().and_then(|()| {
+                    python::call(py, &module, &function, &args, || {
+                        let token = aio.defer_call(reference.clone());
+                        deferred.set(Some(token));
+                        token
+                    })
+                });
+                match (result, deferred.get()) {
+                    // A task: the reply goes out when it completes.
+                    (Ok(None), Some(_)) => {}
+                    (result, token) => {
+                        if let Some(token) = token {
+                            aio.complete_call(token);
+                        }
+                        self.reply(reference, result);
+                    }
+                }
             }
             Request::Stop { reference } => {
+                self.stop_asyncio(py);
                 self.close_all(py);
                 self.notify(Notice::ok(reference));
                 self.exit = Some(Exit::Stopped);
@@ -484,6 +525,9 @@ impl Reactor {
         }
         let raw = fd.as_raw_fd();
         let key = connection_key(raw);
+        if let Some(aio) = &mut self.aio {
+            aio.forget(raw);
+        }
         // SAFETY: the descriptor is owned by the connection table from here on
         // and `close` deregisters it before dropping it.
         if let Err(e) = unsafe { self.selector.register(fd.as_fd(), key) } {
@@ -593,6 +637,82 @@ impl Reactor {
     fn select(&mut self, py: Python<'_>, fd: RawFd, interest: Interest) {
         if let Err(e) = self.selector.select(connection_key(fd), interest) {
             self.close(py, fd, CloseReason::Io(io_errno(&e)));
+        }
+    }
+
+    // ---- the asyncio loop (see `aio.rs`) ------------------------------------
+
+    fn apply_aio_requests(&mut self) {
+        let Some(aio) = &mut self.aio else { return };
+        let problems = aio.apply(&self.shared.aio, &mut self.selector, connection_key);
+        for problem in problems {
+            self.log(LogLevel::Error, problem);
+        }
+    }
+
+    fn step_asyncio(&mut self, py: Python<'_>) {
+        let Some(aio) = &mut self.aio else { return };
+        if !aio.wants_step(&self.shared.aio) {
+            return;
+        }
+        let (result, problems) = aio.step(py, &self.shared.aio, &mut self.selector, connection_key);
+        for problem in problems {
+            self.log(LogLevel::Error, problem);
+        }
+        if let Err(e) = result {
+            self.counters.python_errors += 1;
+            self.log(LogLevel::Error, format!("asyncio loop iteration failed: {}", e.traceback.trim_end()));
+        }
+    }
+
+    /// Cancels the asyncio loop's pending tasks and runs the loop (waiting
+    /// for its own descriptors and timers only) until they are done, for at
+    /// most [`crate::aio::SHUTDOWN_GRACE`].
+    fn stop_asyncio(&mut self, py: Python<'_>) {
+        let Some(aio) = &self.aio else { return };
+        match aio.cancel_tasks(py) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                self.log(LogLevel::Error, format!("cannot cancel asyncio tasks: {}", e.traceback.trim_end()));
+                return;
+            }
+        }
+        let deadline = Instant::now() + crate::aio::SHUTDOWN_GRACE;
+        let mut ready = Vec::new();
+        loop {
+            self.shared.aio.schedule();
+            self.step_asyncio(py);
+            let Some(aio) = &self.aio else { return };
+            let left = aio.pending_tasks(py);
+            if left == 0 {
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.log(
+                    LogLevel::Warning,
+                    format!("{left} asyncio task(s) still pending {:?} after being cancelled; abandoned", crate::aio::SHUTDOWN_GRACE),
+                );
+                return;
+            }
+            let timeout = aio.timeout(&self.shared.aio).map_or(deadline - now, |t| t.min(deadline - now));
+            ready.clear();
+            self.apply_aio_requests();
+            let selector = &mut self.selector;
+            if py.detach(|| selector.wait(&mut ready, Some(timeout))).is_err() {
+                return;
+            }
+            // Only the loop's own descriptors are served: the context is
+            // stopping, its connections are closed next.
+            for event in ready.iter().copied() {
+                let fd = event.key.wrapping_sub(KEY_FIRST_CONNECTION) as RawFd;
+                if event.key >= KEY_FIRST_CONNECTION && self.connection(fd).is_none() {
+                    if let Some(aio) = self.aio.as_mut().filter(|aio| aio.owns(fd)) {
+                        aio.on_ready(fd, event.interest);
+                    }
+                }
+            }
         }
     }
 
