@@ -8,7 +8,7 @@
 
 -include_lib("common_test/include/ct.hrl").
 
--import(py_reactor_test_lib, [protocols_dir/0, listen/0, connect/1, conn_pair/1, recv_all/1,
+-import(py_reactor_test_lib, [protocols_dir/0, listen/0, conn_pair/1,
                               wait_until/2, capture_logs/0, stop_capture_logs/0, log_events/0]).
 
 suite() ->
@@ -56,10 +56,10 @@ sleep_waits(_Config) ->
     {ok, true} = check(check_sleep_waits).
 
 readers_writers(_Config) ->
-    {ok, {{bytes, <<"ping">>}, true, true, false, 3}} = check(check_readers_writers).
+    {ok, {<<"ping">>, true, true, false, 3}} = check(check_readers_writers).
 
 sock_recv_sendall(_Config) ->
-    {ok, {true, {bytes, <<"back">>}}} = check(check_sock_recv_sendall).
+    {ok, {true, <<"back">>}} = check(check_sock_recv_sendall).
 
 cancellation(_Config) ->
     {ok, {<<"cancelled">>, [<<"finally">>], <<"timeout">>, true}} = check(check_cancellation).
@@ -68,10 +68,10 @@ threadsafe(_Config) ->
     {ok, {<<"from thread">>, [42]}} = check(check_threadsafe).
 
 server_and_connection(_Config) ->
-    {ok, {bytes, <<"HELLO\n">>}} = check(check_server_and_connection).
+    {ok, {<<"HELLO\n">>, <<"PROTOCOL\n">>}} = check(check_server_and_connection).
 
 subprocess(_Config) ->
-    {ok, {{bytes, <<"from child">>}, 0}} = check(check_subprocess).
+    {ok, {<<"from child">>, 0}} = check(check_subprocess).
 
 not_offered(_Config) ->
     {ok, [{<<"add_signal_handler">>, <<"NotImplementedError">>},

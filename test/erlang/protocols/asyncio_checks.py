@@ -169,6 +169,21 @@ async def check_threadsafe():
     return (value, results)
 
 
+class _LineClient(asyncio.Protocol):
+    def __init__(self, done):
+        self.done = done
+        self.data = b""
+
+    def connection_made(self, transport):
+        transport.write(b"protocol\n")
+
+    def data_received(self, data):
+        self.data += data
+
+    def connection_lost(self, exc):
+        self.done.set_result(self.data)
+
+
 async def check_server_and_connection():
     async def handle(reader, writer):
         line = await reader.readline()
@@ -185,9 +200,9 @@ async def check_server_and_connection():
         writer.close()
         await writer.wait_closed()
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
-        transport.close()
-        return answer
+        done = loop.create_future()
+        await loop.create_connection(lambda: _LineClient(done), "127.0.0.1", port)
+        return (answer, await asyncio.wait_for(done, 10))
     finally:
         server.close()
         await server.wait_closed()
