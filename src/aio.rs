@@ -165,7 +165,7 @@ impl Asyncio {
 
     /// Takes a delivered event for an asyncio descriptor.
     pub fn on_ready(&mut self, fd: RawFd, interest: Interest) {
-        let mask = u8::from(interest.read) * EVENT_READ | u8::from(interest.write) * EVENT_WRITE;
+        let mask = (u8::from(interest.read) * EVENT_READ) | (u8::from(interest.write) * EVENT_WRITE);
         self.events.push((fd, mask));
     }
 

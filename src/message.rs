@@ -29,7 +29,9 @@ pub enum Request {
     Stats { reference: Term },
     Exec { reference: Term, code: String },
     Eval { reference: Term, expr: String },
-    Call { reference: Term, module: String, function: String, args: Vec<Term> },
+    /// `fds`: (argument index, connection id) of the arguments that are
+    /// descriptors passed over the auxiliary socket under that id.
+    Call { reference: Term, module: String, function: String, args: Vec<Term>, fds: Vec<(usize, u64)> },
     Stop { reference: Term },
 }
 
@@ -95,7 +97,8 @@ impl Request {
                     Request::Eval { reference, expr: text }
                 })
             }
-            ("call", 5) => {
+            ("call", 5 | 6) => {
+                let fds = if elements.len() == 6 { Some(elements.pop().expect("arity checked")) } else { None };
                 let args = elements.pop().expect("arity checked");
                 let function = elements.pop().expect("arity checked");
                 let module = elements.pop().expect("arity checked");
@@ -107,7 +110,12 @@ impl Request {
                     Term::ByteList(b) => b.bytes.into_iter().map(|b| integer(u64::from(b))).collect(),
                     _ => return Err(bad("call", &reference, "args must be a list")),
                 };
-                Ok(Request::Call { reference, module, function, args })
+                let fds = match fds {
+                    None => Vec::new(),
+                    Some(term) => call_fds(&term, args.len())
+                        .ok_or_else(|| bad("call", &reference, "fds must be a list of {ArgIndex, ConnId} naming arguments"))?,
+                };
+                Ok(Request::Call { reference, module, function, args, fds })
             }
             ("setup" | "handoff" | "stats" | "stop" | "exec" | "eval" | "call", n) => {
                 Err(RequestError::Unknown(format!("{name} request with {} fields", n - 1)))
@@ -115,6 +123,25 @@ impl Request {
             _ => Err(RequestError::Unknown(brief(&Term::from(eetf::Tuple::from(elements))))),
         }
     }
+}
+
+/// `[{ArgIndex, ConnId}]` with every index below `arity`.
+fn call_fds(term: &Term, arity: usize) -> Option<Vec<(usize, u64)>> {
+    let elements = match term {
+        Term::List(l) => &l.elements,
+        _ => return None,
+    };
+    elements
+        .iter()
+        .map(|e| match e {
+            Term::Tuple(t) if t.elements.len() == 2 => {
+                let index = crate::terms::as_u64(&t.elements[0])? as usize;
+                let id = crate::terms::as_u64(&t.elements[1])?;
+                (index < arity).then_some((index, id))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 impl SetupOptions {
@@ -388,7 +415,7 @@ mod tests {
         );
         assert_eq!(
             req(tuple(vec![atom("call"), r.clone(), binary(b"m".to_vec()), atom("f"), list(vec![integer(1)])])),
-            Ok(Request::Call { reference: r.clone(), module: "m".into(), function: "f".into(), args: vec![integer(1)] })
+            Ok(Request::Call { reference: r.clone(), module: "m".into(), function: "f".into(), args: vec![integer(1)], fds: vec![] })
         );
         assert_eq!(
             req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![])])),

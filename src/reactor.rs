@@ -57,6 +57,16 @@ pub enum Exit {
     OutputClosed,
 }
 
+/// A `call` whose descriptor arguments have not all arrived yet.
+struct ParkedCall {
+    reference: Term,
+    module: String,
+    function: String,
+    args: Vec<Term>,
+    fds: Vec<(usize, u64)>,
+    since: Instant,
+}
+
 struct Connection {
     conn_id: u64,
     fd: OwnedFd,
@@ -84,6 +94,7 @@ pub struct Reactor {
     active: u64,
     bridge: Option<Bridge>,
     aio: Option<Asyncio>,
+    parked_calls: Vec<ParkedCall>,
     max_connections: u64,
     counters: Counters,
     ready: Vec<Ready>,
@@ -131,6 +142,7 @@ impl Reactor {
             active: 0,
             bridge: None,
             aio: None,
+            parked_calls: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             counters: Counters::default(),
             ready: Vec::with_capacity(256),
@@ -182,6 +194,9 @@ impl Reactor {
         self.ready = ready;
         self.step_asyncio(py);
         self.arm_requested_writes();
+        if !self.parked_calls.is_empty() {
+            self.run_parked_calls(py);
+        }
         if !self.pairing.is_empty() {
             self.expire_pairing(Instant::now());
         }
@@ -233,7 +248,11 @@ impl Reactor {
         }
         match self.pairing.offer_fd(conn_id, fd, Instant::now()) {
             Offer::Paired(paired) => self.open(py, paired),
-            Offer::Waiting => {}
+            Offer::Waiting => {
+                if !self.parked_calls.is_empty() {
+                    self.run_parked_calls(py);
+                }
+            }
             Offer::Duplicate(fd) => {
                 drop(fd);
                 self.notify(Notice::AuxError(format!(
@@ -376,26 +395,12 @@ impl Reactor {
                 let result = self.require_setup().and_then(|()| python::eval(py, &expr));
                 self.reply(reference, result.map(Some));
             }
-            Request::Call { reference, module, function, args } => {
-                let aio = &self.shared.aio;
-                let deferred = std::cell::Cell::new(None);
-                let result = self.require_setup().and_then(|()| {
-                    python::call(py, &module, &function, &args, || {
-                        let token = aio.defer_call(reference.clone());
-                        deferred.set(Some(token));
-                        token
-                    })
-                });
-                match (result, deferred.get()) {
-                    // A task: the reply goes out when it completes.
-                    (Ok(None), Some(_)) => {}
-                    (result, token) => {
-                        if let Some(token) = token {
-                            aio.complete_call(token);
-                        }
-                        self.reply(reference, result);
-                    }
-                }
+            Request::Call { reference, module, function, args, fds } if !fds.is_empty() => {
+                self.parked_calls.push(ParkedCall { reference, module, function, args, fds, since: Instant::now() });
+                self.run_parked_calls(py);
+            }
+            Request::Call { reference, module, function, args, .. } => {
+                self.run_call(py, reference, &module, &function, &args);
             }
             Request::Stop { reference } => {
                 self.stop_asyncio(py);
@@ -403,6 +408,62 @@ impl Reactor {
                 self.notify(Notice::ok(reference));
                 self.exit = Some(Exit::Stopped);
             }
+        }
+    }
+
+    /// Runs `module.function(*args)`; a coroutine function's reply is sent
+    /// when its task completes.
+    fn run_call(&mut self, py: Python<'_>, reference: Term, module: &str, function: &str, args: &[Term]) {
+        let aio = &self.shared.aio;
+        let deferred = std::cell::Cell::new(None);
+        let result = self.require_setup().and_then(|()| {
+            python::call(py, module, function, args, || {
+                let token = aio.defer_call(reference.clone());
+                deferred.set(Some(token));
+                token
+            })
+        });
+        match (result, deferred.get()) {
+            // A task: the reply goes out when it completes.
+            (Ok(None), Some(_)) => {}
+            (result, token) => {
+                if let Some(token) = token {
+                    aio.complete_call(token);
+                }
+                self.reply(reference, result);
+            }
+        }
+    }
+
+    /// Runs the parked calls whose descriptors have all arrived: each such
+    /// argument becomes the port's descriptor number, owned by Python from
+    /// then on. Calls waiting longer than the pairing timeout fail.
+    fn run_parked_calls(&mut self, py: Python<'_>) {
+        let now = Instant::now();
+        let mut index = 0;
+        while index < self.parked_calls.len() {
+            let call = &self.parked_calls[index];
+            let complete = call.fds.iter().all(|(_, id)| self.pairing.has_fd(*id));
+            let expired = now.duration_since(call.since) >= crate::handoff::PAIRING_TIMEOUT;
+            if !complete && !expired {
+                index += 1;
+                continue;
+            }
+            let mut call = self.parked_calls.swap_remove(index);
+            if !complete {
+                for (_, id) in &call.fds {
+                    drop(self.pairing.take_fd(*id));
+                }
+                let text = format!("descriptor arguments not received within {:?}", crate::handoff::PAIRING_TIMEOUT);
+                self.notify(Notice::failed(call.reference, &RequestFailure::BadRequest(text)));
+                continue;
+            }
+            for (arg, id) in &call.fds {
+                let Some(fd) = self.pairing.take_fd(*id) else { continue };
+                let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+                call.args[*arg] = crate::terms::integer(raw as u64);
+            }
+            self.run_call(py, call.reference, &call.module, &call.function, &call.args);
         }
     }
 

@@ -392,10 +392,63 @@ call(Ctx, Module, Function, Args) ->
 %% `Args' are converted to Python values; a term with no Python form (a
 %% reference, a fun, ...) gives `{error, {bad_request, Text}}'. `Timeout' is
 %% in milliseconds or `infinity'. Results and other errors as {@link eval/3}.
+%%
+%% A coroutine function runs as a task on the context's asyncio loop: the
+%% call returns when the task completes, and the context goes on serving
+%% meanwhile (`docs/asyncio.md').
+%%
+%% An argument `{fd, Fd}' (a descriptor of the VM), or a connected `gen_tcp'
+%% or `socket' socket, is passed over the auxiliary socket as handoffs are:
+%% Python gets the port's own descriptor number for it and owns it from then
+%% on (a socket's VM copy is closed once it has been passed). An argument
+%% that cannot be passed gives `{error, {getfd, Reason}}' or
+%% `{error, {aux_socket, Reason}}'.
 -spec call(server(), atom() | unicode:chardata(), atom() | unicode:chardata(), [term()],
            timeout()) -> {ok, term()} | {error, term()}.
 call(Ctx, Module, Function, Args, Timeout) when is_list(Args) ->
-    request(Ctx, call, [to_binary(Module), to_binary(Function), Args], Timeout).
+    Names = [to_binary(Module), to_binary(Function)],
+    case call_fds(Args, 0, [], []) of
+        {ok, _, []} ->
+            request(Ctx, call, Names ++ [Args], Timeout);
+        {ok, Args1, Fds} ->
+            case safe_call(Ctx, {send_fds, [Fd || {_, Fd, _} <- Fds]}, infinity) of
+                {ok, Ids} ->
+                    _ = [close_socket(S) || {_, _, S} <- Fds, S =/= none],
+                    FdArgs = [{Index, Id} || {{Index, _, _}, Id} <- lists:zip(Fds, Ids)],
+                    request(Ctx, call, Names ++ [Args1, FdArgs], Timeout);
+                {error, Reason} ->
+                    {error, Reason}
+            end;
+        {error, Reason} ->
+            {error, Reason}
+    end.
+
+%% The arguments of a call that are descriptors: `{ok, Args, [{Index, Fd,
+%% Socket | none}]}', each such argument replaced by `undefined' (the port
+%% puts its own descriptor number in its place).
+call_fds([], _Index, Args, Fds) ->
+    {ok, lists:reverse(Args), lists:reverse(Fds)};
+call_fds([{fd, Fd} | Rest], Index, Args, Fds) when is_integer(Fd), Fd >= 0 ->
+    call_fds(Rest, Index + 1, [undefined | Args], [{Index, Fd, none} | Fds]);
+call_fds([Arg | Rest], Index, Args, Fds) ->
+    case is_socket(Arg) of
+        true ->
+            case socket_fd_and_peer(Arg) of
+                {ok, Fd, _Peer} ->
+                    call_fds(Rest, Index + 1, [undefined | Args], [{Index, Fd, Arg} | Fds]);
+                {error, Reason} ->
+                    {error, Reason}
+            end;
+        false ->
+            call_fds(Rest, Index + 1, [Arg | Args], Fds)
+    end.
+
+is_socket({'$socket', Ref}) when is_reference(Ref) ->
+    true;
+is_socket(Port) when is_port(Port) ->
+    erlang:port_info(Port, name) =:= {name, "tcp_inet"};
+is_socket(_) ->
+    false.
 
 %% proc_lib.
 
@@ -438,6 +491,9 @@ handle_call({handoff, Fd, ClientInfo}, _From, State) ->
     {reply, Reply, State1};
 handle_call({request, Kind, Args}, From, State) ->
     do_request(Kind, Args, From, State);
+handle_call({send_fds, Fds}, _From, State) ->
+    {Reply, State1} = send_call_fds(Fds, [], State),
+    {reply, Reply, State1};
 handle_call(Request, From, State) ->
     ?LOG_ERROR("py_reactor_context ~0p: unexpected call ~0p from ~0p",
                [State#state.id, Request, From]),
@@ -885,6 +941,20 @@ do_handoff(Fd, ClientInfo, State = #state{sock = Sock, next_conn_id = ConnId,
             end;
         {error, Reason} ->
             {{error, {aux_socket, Reason}}, State}
+    end.
+
+%% Descriptors of a call's arguments go over the auxiliary socket tagged
+%% with fresh connection ids, which the call request then names.
+send_call_fds([], Ids, State) ->
+    {{ok, lists:reverse(Ids)}, State};
+send_call_fds(_Fds, _Ids, State = #state{sock = undefined}) ->
+    {{error, {aux_socket, closed}}, State};
+send_call_fds([Fd | Rest], Ids, State = #state{sock = Sock, next_conn_id = Id}) ->
+    Msg = #{iov => [<<Id:64/big>>],
+            ctrl => [#{level => socket, type => rights, data => <<Fd:32/native>>}]},
+    case send_fd(Sock, Msg) of
+        ok -> send_call_fds(Rest, [Id | Ids], State#state{next_conn_id = Id + 1});
+        {error, Reason} -> {{error, {aux_socket, Reason}}, State}
     end.
 
 send_fd(Sock, Msg) ->

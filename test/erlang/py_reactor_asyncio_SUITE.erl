@@ -19,7 +19,8 @@ all() ->
      cancellation, threadsafe, server_and_connection, subprocess, not_offered,
      running_loop, running_loop_in_callback, sync_wrapper, coroutine_error,
      coroutine_call_does_not_block, unretrieved_exception_logged, tasks_cancelled_on_stop,
-     async_pending_from_task, many_sleeping_connections, example_asks_backend].
+     async_pending_from_task, many_sleeping_connections, example_asks_backend,
+     socket_argument_served_by_task, fd_argument_served_by_sync_wrapper, bad_fd_argument].
 
 init_per_testcase(_Case, Config) ->
     process_flag(trap_exit, true),
@@ -253,3 +254,37 @@ backend_conn(Sock) ->
         {error, _} ->
             gen_tcp:close(Sock)
     end.
+
+%% A connected gen_tcp socket as a call argument: Python gets the port's own
+%% descriptor for it and serves it from a task; the VM's copy is closed, so
+%% the client sees the end when Python closes it.
+socket_argument_served_by_task(_Config) ->
+    Ctx = start("LoopInCallback"),
+    {LSock, _} = listen(),
+    {Client, Server} = conn_pair(LSock),
+    ok = gen_tcp:send(Client, <<"hello\n">>),
+    {ok, <<"hello">>} = py_reactor_context:call(Ctx, asyncio_checks, serve_fd, [Server]),
+    {ok, <<"async:hello\n">>} = gen_tcp:recv(Client, 12, 5000),
+    {error, closed} = gen_tcp:recv(Client, 0, 5000),
+    {error, _} = inet:getfd(Server),
+    ok = py_reactor_context:stop(Ctx).
+
+%% {fd, Fd}: the specification's Method 2 with its sync wrapper.
+fd_argument_served_by_sync_wrapper(_Config) ->
+    Ctx = start("LoopInCallback"),
+    {LSock, _} = listen(),
+    {Client, Server} = conn_pair(LSock),
+    {ok, Fd} = inet:getfd(Server),
+    ok = gen_tcp:send(Client, <<"hi\n">>),
+    {ok, <<"hi">>} = py_reactor_context:call(Ctx, asyncio_checks, serve_fd_sync, [{fd, Fd}]),
+    {ok, <<"sync:hi\n">>} = gen_tcp:recv(Client, 8, 5000),
+    ok = gen_tcp:close(Server),
+    {error, closed} = gen_tcp:recv(Client, 0, 5000),
+    ok = py_reactor_context:stop(Ctx).
+
+%% A descriptor that cannot be passed is an error, and the context goes on.
+bad_fd_argument(_Config) ->
+    Ctx = start("LoopInCallback"),
+    {error, {aux_socket, _}} = py_reactor_context:call(Ctx, asyncio_checks, serve_fd, [{fd, 1000000}]),
+    {ok, 2} = py_reactor_context:eval(Ctx, <<"1 + 1">>),
+    ok = py_reactor_context:stop(Ctx).

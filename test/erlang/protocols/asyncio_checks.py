@@ -314,3 +314,24 @@ class LoopInCallback(reactor.Protocol):
 
 def use(name):
     reactor.set_protocol_factory(globals()[name])
+
+
+async def _answer_on(sock, prefix):
+    reader, writer = await asyncio.open_connection(sock=sock)
+    line = await reader.readline()
+    writer.write(prefix + line)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    return line.strip()
+
+
+def serve_fd_sync(fd):
+    """The specification's Method 2: the descriptor of a call argument served
+    with asyncio streams inside asyncio.run (blocking the context)."""
+    return asyncio.run(_answer_on(socket.socket(fileno=fd), b"sync:"))
+
+
+async def serve_fd(fd):
+    """The same as a coroutine function: a task on the context's loop."""
+    return await _answer_on(socket.socket(fileno=fd), b"async:")
