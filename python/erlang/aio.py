@@ -171,17 +171,23 @@ class ReactorEventLoop(asyncio.SelectorEventLoop):
     # Anything that makes work for the next iteration tells the port, so
     # that it runs one in this turn or computes its wait from the new timer.
 
-    def call_soon(self, callback: Callable[..., object], *args: Any, context: Any = None) -> asyncio.Handle:
+    def call_soon(
+        self, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.Handle:
         handle = super().call_soon(callback, *args, context=context)
         _py_reactor.aio_schedule()
         return handle
 
-    def call_at(self, when: float, callback: Callable[..., object], *args: Any, context: Any = None) -> asyncio.TimerHandle:
+    def call_at(
+        self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
         handle = super().call_at(when, callback, *args, context=context)
         _py_reactor.aio_schedule()
         return handle
 
-    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any, context: Any = None) -> asyncio.Handle:
+    def call_soon_threadsafe(
+        self, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.Handle:
         handle = super().call_soon_threadsafe(callback, *args, context=context)
         _py_reactor.aio_schedule()
         return handle
@@ -202,7 +208,9 @@ class ReactorEventLoop(asyncio.SelectorEventLoop):
         )
 
     def stop(self) -> None:
-        raise RuntimeError("the context's event loop runs as long as the context: stop the context instead")
+        raise RuntimeError(
+            "the context's event loop runs as long as the context: stop the context instead"
+        )
 
     def close(self) -> None:
         raise RuntimeError("the context's event loop is closed by the port when the context stops")
@@ -225,7 +233,8 @@ class ReactorEventLoop(asyncio.SelectorEventLoop):
                 lines.append(f"{name}: {context[name]!r}")
         exc = context.get("exception")
         if exc is not None:
-            lines.append("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
+            formatted = traceback.format_exception(type(exc), exc, exc.__traceback__)
+            lines.append("".join(formatted).rstrip())
         _py_reactor.log("error", "asyncio: " + "\n".join(lines))
 
     # The port's side.
@@ -333,7 +342,9 @@ def is_coroutine_function(function: Any) -> bool:
     return inspect.iscoroutinefunction(function)
 
 
-def start_call(function: Callable[..., Any], args: tuple[Any, ...], token: int) -> asyncio.Task[Any]:
+def start_call(
+    function: Callable[..., Any], args: tuple[Any, ...], token: int
+) -> asyncio.Task[Any]:
     """Run the coroutine function given to ``py_reactor_context:call`` as a
     task on the context's loop; the port replies to the call (``token``)
     when the task completes, with its result or its exception."""

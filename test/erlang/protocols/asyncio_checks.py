@@ -140,7 +140,7 @@ async def check_cancellation():
     try:
         await asyncio.wait_for(asyncio.sleep(60), 0.05)
         timeout = "no timeout"
-    except asyncio.TimeoutError:
+    except asyncio.TimeoutError:  # noqa: UP041 (not the built-in before 3.11)
         timeout = "timeout"
     return (outcome, cleaned, timeout, task.cancelled())
 
