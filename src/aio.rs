@@ -30,8 +30,10 @@ use crate::readiness::{Interest, Selector};
 const EVENT_READ: u8 = 1;
 const EVENT_WRITE: u8 = 2;
 
-/// How long a stopping context lets its cancelled tasks run to the end.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopping context lets its cancelled tasks run to the end:
+/// well within the VM's default `stop_timeout` (5 s), after which it kills
+/// the port.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Change {

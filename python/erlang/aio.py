@@ -280,6 +280,13 @@ def install() -> ReactorEventLoop:
         asyncio.set_event_loop(loop)
         asyncio.events._set_running_loop(loop)
         _loop = loop
+    else:
+        # A new reactor in the same process (replay runs several): it
+        # watches nothing yet, so tell it what the loop watches.
+        selector = _loop._selector
+        assert isinstance(selector, PortSelector)
+        for key in selector._keys.values():
+            _py_reactor.aio_watch(key.fd, key.events)
     return _loop
 
 

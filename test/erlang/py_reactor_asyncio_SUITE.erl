@@ -20,7 +20,7 @@ all() ->
      running_loop, running_loop_in_callback, sync_wrapper, coroutine_error,
      coroutine_call_does_not_block, unretrieved_exception_logged, tasks_cancelled_on_stop,
      async_pending_from_task, many_sleeping_connections, example_asks_backend,
-     socket_argument_served_by_task, fd_argument_served_by_sync_wrapper, bad_fd_argument].
+     stubborn_task_abandoned_at_stop, socket_argument_served_by_task, fd_argument_served_by_sync_wrapper, bad_fd_argument].
 
 init_per_testcase(_Case, Config) ->
     process_flag(trap_exit, true),
@@ -165,9 +165,24 @@ tasks_cancelled_on_stop(_Config) ->
     receive
         {guarded, {error, {python, <<"asyncio.exceptions.CancelledError">>, _, _}}} -> ok;
         {guarded, {error, {port_exited, _}}} -> ok;
+        {guarded, {error, stopped}} -> ok;
         {guarded, Other} -> ct:fail({unexpected, Other})
     after 10000 -> ct:fail(no_reply)
     end.
+
+%% A task that ignores cancellation does not hold the stop: it is abandoned
+%% after the grace period, with a warning, and the port exits normally.
+stubborn_task_abandoned_at_stop(_Config) ->
+    capture_logs(),
+    Ctx = start("LoopInCallback"),
+    Self = self(),
+    spawn(fun() -> Self ! {stubborn, py_reactor_context:call(Ctx, asyncio_checks, stubborn, [Self])} end),
+    receive <<"stubborn_started">> -> ok after 10000 -> ct:fail(not_started) end,
+    ok = py_reactor_context:stop(Ctx),
+    receive {stubborn, {error, _}} -> ok after 10000 -> ct:fail(no_reply) end,
+    true = lists:any(fun({warning, Text, _}) -> binary:match(Text, <<"still pending">>) =/= nomatch;
+                        (_) -> false
+                     end, log_events()).
 
 %% A protocol returning async_pending, answered from a task.
 async_pending_from_task(_Config) ->

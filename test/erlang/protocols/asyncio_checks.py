@@ -335,3 +335,13 @@ def serve_fd_sync(fd):
 async def serve_fd(fd):
     """The same as a coroutine function: a task on the context's loop."""
     return await _answer_on(socket.socket(fileno=fd), b"async:")
+
+
+async def stubborn(pid):
+    """Refuses to be cancelled."""
+    erlang.send(pid, "stubborn_started")
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
