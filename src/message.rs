@@ -421,6 +421,22 @@ mod tests {
             req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![])])),
             Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]) })
         );
+        let fd_args = list(vec![tuple(vec![integer(0), integer(7)])]);
+        assert_eq!(
+            req(tuple(vec![atom("call"), r.clone(), atom("m"), atom("f"), list(vec![atom("undefined")]), fd_args])),
+            Ok(Request::Call {
+                reference: r.clone(),
+                module: "m".into(),
+                function: "f".into(),
+                args: vec![atom("undefined")],
+                fds: vec![(0, 7)]
+            })
+        );
+        let out_of_range = list(vec![tuple(vec![integer(1), integer(7)])]);
+        assert!(matches!(
+            req(tuple(vec![atom("call"), r.clone(), atom("m"), atom("f"), list(vec![integer(1)]), out_of_range])),
+            Err(RequestError::Bad { .. })
+        ));
         let opts = atom_map(vec![
             ("setup_code", binary(b"pass".to_vec())),
             ("max_connections", integer(2)),
