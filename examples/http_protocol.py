@@ -8,7 +8,14 @@ makes it the protocol factory of the context.
 answers every request it finds in what it has read, pipelined ones included,
 in order, and closes the connection only when a request asks for it
 (``Connection: close``, or HTTP/1.0 without ``Connection: keep-alive``) or is
-malformed.  Select it in ``setup_code``::
+malformed.
+
+Both give a client :data:`HEADER_TIMEOUT` seconds to send a complete request
+head (for ``KeepAliveHTTPProtocol``, each request's, counted from the end of
+the previous response), and answer ``408 Request Timeout`` and close past it,
+so that clients that send part of a request and then nothing cannot hold
+every connection of the context.  Select ``KeepAliveHTTPProtocol`` in
+``setup_code``::
 
     import erlang.reactor as reactor
     import http_protocol
@@ -27,6 +34,13 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 """Largest request body KeepAliveHTTPProtocol accepts."""
 
+HEADER_TIMEOUT = 10.0
+"""Seconds a client has to send a complete request head."""
+
+TIMEOUT_RESPONSE = (
+    b"HTTP/1.0 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+)
+
 
 class SimpleHTTPProtocol(reactor.Protocol):
     """Minimal HTTP/1.0 protocol."""
@@ -34,11 +48,25 @@ class SimpleHTTPProtocol(reactor.Protocol):
     def __init__(self) -> None:
         super().__init__()
         self.request_buffer = bytearray()
+        self.header_timer: reactor.TimerHandle | None = None
+
+    def connection_made(self, fd: int, client_info: dict) -> None:
+        super().connection_made(fd, client_info)
+        # Not in the specification's example: without it, a client that
+        # never ends its request holds the connection forever.
+        self.header_timer = self.call_later(HEADER_TIMEOUT, self.header_timeout)
+
+    def header_timeout(self) -> str:
+        """The request head did not come in time: answer 408 and close."""
+        self.write_buffer[:] = TIMEOUT_RESPONSE
+        return "write_pending"
 
     def data_received(self, data: reactor.ReactorBuffer) -> str:
         self.request_buffer.extend(data)
         # Check for end of headers
         if b"\r\n\r\n" in self.request_buffer:
+            if self.header_timer is not None:
+                self.header_timer.cancel()
             self.handle_request()
             return "write_pending"
         return "continue"
@@ -141,11 +169,37 @@ class KeepAliveHTTPProtocol(reactor.Protocol):
         self.request_buffer = bytearray()
         self.close_after_write = False
         self.requests_served = 0
+        self.header_timer: reactor.TimerHandle | None = None
+
+    def connection_made(self, fd: int, client_info: dict) -> None:
+        super().connection_made(fd, client_info)
+        self.start_header_timer()
+
+    def start_header_timer(self) -> None:
+        """Give the client :data:`HEADER_TIMEOUT` seconds for its next request head."""
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+        self.header_timer = self.call_later(HEADER_TIMEOUT, self.header_timeout)
+
+    def header_timeout(self) -> str:
+        """No complete request head in time: answer 408 and close."""
+        self.header_timer = None
+        if self.close_after_write:
+            return reactor.CONTINUE  # closing already
+        self.request_buffer.clear()
+        self.close_after_write = True
+        self.write_buffer.extend(TIMEOUT_RESPONSE)
+        return reactor.WRITE_PENDING
 
     def data_received(self, data: reactor.ReactorBuffer) -> str:
         if not self.close_after_write:
             self.request_buffer.extend(data)
             self.process_requests()
+        if self.header_timer is not None and (self.write_buffer or self.close_after_write):
+            # Answering (or closing): the next request's time starts once
+            # the answer is written.
+            self.header_timer.cancel()
+            self.header_timer = None
         if self.write_buffer:
             return reactor.WRITE_PENDING
         if self.close_after_write:
@@ -240,6 +294,8 @@ class KeepAliveHTTPProtocol(reactor.Protocol):
                 return reactor.CONTINUE
         if self.close_after_write:
             return reactor.CLOSE
+        if self.header_timer is None:
+            self.start_header_timer()
         return reactor.READ_PENDING
 
 

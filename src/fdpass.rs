@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::sys::socket::{getsockopt, recvmsg, sockopt, ControlMessageOwned, MsgFlags};
 
 /// Most descriptors taken from one message; more are closed by the kernel
@@ -123,14 +124,44 @@ pub struct AuxChannel {
 pub struct Received {
     /// Descriptors paired with their ids, in order.
     pub tagged: Vec<(u64, OwnedFd)>,
+    /// Ids whose descriptor did not arrive, and why.
+    pub missing: Vec<(u64, Missing)>,
     /// Problems found in this message (already handled: extras are closed).
     pub problems: Vec<String>,
     /// The VM closed the auxiliary socket.
     pub eof: bool,
 }
 
+/// Why a descriptor announced by its id did not arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// The kernel could not install it: the port is at its descriptor limit
+    /// (`EMFILE`, or `ENFILE` should the kernel ever report it).
+    Limit(Errno),
+    /// The control data was cut short (`MSG_CTRUNC`) with room to spare: more
+    /// descriptors than one message may carry, or a security module refused one.
+    Truncated,
+    /// The message carried fewer descriptors than ids.
+    NotSent,
+}
+
+impl Missing {
+    fn describe(self) -> String {
+        match self {
+            Missing::Limit(errno) => format!("the port is at its descriptor limit ({errno})"),
+            Missing::Truncated => "the control data was truncated (MSG_CTRUNC)".to_string(),
+            Missing::NotSent => "the message carried no descriptor for them".to_string(),
+        }
+    }
+}
+
 impl AuxChannel {
     /// Reads one message. `Ok(None)` when nothing is waiting.
+    ///
+    /// Whatever went wrong with the descriptors is found here, when
+    /// `recvmsg` returns: every descriptor the kernel installed is paired
+    /// with its id or closed, and every id left without one is in
+    /// [`Received::missing`] with the reason.
     pub fn recv(&self) -> Result<Option<Received>, AuxError> {
         let mut data = [0u8; 8 * MAX_FDS_PER_MESSAGE];
         let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
@@ -142,7 +173,7 @@ impl AuxChannel {
             MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
         ) {
             Ok(m) => m,
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(None),
+            Err(Errno::EAGAIN | Errno::EINTR) => return Ok(None),
             Err(e) => return Err(AuxError::Io(io::Error::from(e))),
         };
         let mut received = Received::default();
@@ -157,13 +188,9 @@ impl AuxChannel {
                 }
             }
         }
-        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
-            received
-                .problems
-                .push(format!("more than {MAX_FDS_PER_MESSAGE} descriptors in one message; the rest were discarded"));
-        }
+        let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
         let len = msg.bytes;
-        if len == 0 && fds.is_empty() {
+        if len == 0 && fds.is_empty() && !truncated {
             received.eof = true;
             return Ok(Some(received));
         }
@@ -173,26 +200,36 @@ impl AuxChannel {
                 .problems
                 .push(format!("{len} bytes of ids is not a multiple of 8; the partial id was ignored"));
         }
-        let ids: Vec<u64> = bytes
+        let mut ids: Vec<u64> = bytes
             .chunks_exact(8)
             .map(|c| u64::from_be_bytes(c.try_into().expect("chunks of 8")))
             .collect();
-        if fds.is_empty() {
-            received.problems.push(format!("message with {} ids but no descriptor", ids.len()));
-            return Ok(Some(received));
-        }
-        if ids.len() < fds.len() {
+        // Installed descriptors come first, in the order sent: the ids past
+        // them are the ones whose descriptor was lost.
+        let why = if truncated { why_truncated(self.stream.as_fd()) } else { Missing::NotSent };
+        if ids.len() > fds.len() {
+            let lost = ids.split_off(fds.len());
+            received.problems.push(format!(
+                "{} of {} descriptors of one message not received: {}; connection ids {:?} refused",
+                lost.len(),
+                lost.len() + fds.len(),
+                why.describe(),
+                lost
+            ));
+            received.missing = lost.into_iter().map(|id| (id, why)).collect();
+        } else if fds.len() > ids.len() {
             received.problems.push(format!(
                 "{} descriptors but {} ids in one message; the untagged descriptors were closed",
                 fds.len(),
                 ids.len()
             ));
-        } else if ids.len() > fds.len() {
+        }
+        if truncated && received.missing.is_empty() {
+            // Descriptors beyond the ids were sent and discarded by the kernel.
             received.problems.push(format!(
-                "{} ids but {} descriptors in one message; ids {:?} were ignored",
-                ids.len(),
-                fds.len(),
-                &ids[fds.len()..]
+                "descriptors of one message not received: {}; {} ids, all paired",
+                why.describe(),
+                ids.len()
             ));
         }
         // Zipping drops (closes) the untagged extras.
@@ -201,9 +238,58 @@ impl AuxChannel {
     }
 }
 
+/// Why the kernel cut a message's descriptors short. It stops installing at
+/// the first descriptor it cannot give a number, so a probe for one more
+/// number, right after `recvmsg`, fails the same way when the limit was the
+/// cause.
+fn why_truncated(any: BorrowedFd<'_>) -> Missing {
+    use nix::fcntl::{fcntl, FcntlArg};
+    match fcntl(any, FcntlArg::F_DUPFD_CLOEXEC(0)) {
+        Ok(probe) => {
+            // SAFETY: F_DUPFD_CLOEXEC just returned this descriptor; closing
+            // it here is its only use.
+            drop(unsafe { OwnedFd::from_raw_fd(probe) });
+            Missing::Truncated
+        }
+        Err(errno @ (Errno::EMFILE | Errno::ENFILE)) => Missing::Limit(errno),
+        Err(_) => Missing::Truncated,
+    }
+}
+
 impl AsFd for AuxChannel {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
+    }
+}
+
+/// Why a received socket is not a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotConnection {
+    /// A listening socket (`SO_ACCEPTCONN`).
+    Listening,
+    /// A stream socket with no peer: never connected, or reset already.
+    NoPeer,
+}
+
+/// Whether a received descriptor is something a protocol can talk over.
+///
+/// Sockets must have a peer, except datagram sockets, which can be read
+/// without one; anything that is not a socket (a pipe, a terminal) passes.
+/// Only asks: the descriptor is not changed in any way. The usual case, a
+/// connected socket, costs one `getpeername`.
+pub fn check_connected(fd: BorrowedFd<'_>) -> Result<(), NotConnection> {
+    use nix::sys::socket::{getpeername, SockType, SockaddrStorage};
+    match getpeername::<SockaddrStorage>(fd.as_raw_fd()) {
+        Err(Errno::ENOTCONN) => {}
+        // Connected, not a socket, or something the first read will report.
+        _ => return Ok(()),
+    }
+    if getsockopt(&fd, sockopt::AcceptConn) == Ok(true) {
+        return Err(NotConnection::Listening);
+    }
+    match getsockopt(&fd, sockopt::SockType) {
+        Ok(SockType::Datagram | SockType::Raw) => Ok(()),
+        _ => Err(NotConnection::NoPeer),
     }
 }
 
@@ -286,6 +372,7 @@ mod tests {
         send(&client, &[5], &[]);
         let r = recv_blocking(&channel);
         assert!(r.tagged.is_empty());
+        assert_eq!(r.missing, vec![(5, Missing::NotSent)]);
         assert!(r.problems[0].contains("no descriptor"), "{:?}", r.problems);
         drop(client);
         assert!(recv_blocking(&channel).eof);

@@ -6,12 +6,20 @@
 //! port: a second descriptor or frame with an id already seen is refused.
 //! Remembering every id costs next to nothing because the VM numbers its
 //! connections 1, 2, 3, ...: see [`SeenIds`].
+//!
+//! A descriptor can also be known lost before its frame comes (the port was
+//! at its descriptor limit when the message arrived, say): the loss waits
+//! here in its place, and the frame is refused with its reason the moment it
+//! comes, rather than waiting out the timeout for a descriptor that cannot
+//! come.
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use eetf::Term;
+
+use crate::message::CloseReason;
 
 /// How long one half of a handoff waits for the other.
 pub const PAIRING_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,6 +42,9 @@ pub enum Offer {
     /// The id was already seen; a refused descriptor is handed back to be
     /// closed by the caller (it is dropped with this value otherwise).
     Duplicate(Option<OwnedFd>),
+    /// The frame and the loss of its descriptor are both here: the handoff
+    /// is refused with this reason.
+    Refused(CloseReason),
 }
 
 /// Halves that timed out.
@@ -43,6 +54,8 @@ pub struct Expired {
     pub fds: Vec<(u64, OwnedFd)>,
     /// Frames whose descriptor never came.
     pub frames: Vec<u64>,
+    /// Lost descriptors whose frame never came.
+    pub lost: Vec<u64>,
 }
 
 /// The pairing table.
@@ -50,6 +63,7 @@ pub struct Expired {
 pub struct Pairing {
     fds: HashMap<u64, (OwnedFd, Instant)>,
     frames: HashMap<u64, (Term, Instant)>,
+    lost: HashMap<u64, (CloseReason, Instant)>,
     seen: SeenIds,
 }
 
@@ -105,12 +119,27 @@ impl Pairing {
         Offer::Waiting
     }
 
+    /// The descriptor for `conn_id` was lost on its way, for `reason`.
+    pub fn offer_lost(&mut self, conn_id: u64, reason: CloseReason, now: Instant) -> Offer {
+        if self.frames.remove(&conn_id).is_some() {
+            return Offer::Refused(reason);
+        }
+        if self.fds.contains_key(&conn_id) || self.lost.contains_key(&conn_id) || self.seen.contains(conn_id) {
+            return Offer::Duplicate(None);
+        }
+        self.lost.insert(conn_id, (reason, now));
+        Offer::Waiting
+    }
+
     /// A `handoff` frame arrived.
     pub fn offer_frame(&mut self, conn_id: u64, client_info: Term, now: Instant) -> Offer {
         if self.seen.contains(conn_id) || self.frames.contains_key(&conn_id) {
             return Offer::Duplicate(None);
         }
         self.seen.insert(conn_id);
+        if let Some((reason, _)) = self.lost.remove(&conn_id) {
+            return Offer::Refused(reason);
+        }
         if let Some((fd, _)) = self.fds.remove(&conn_id) {
             return Offer::Paired(Paired { conn_id, fd, client_info });
         }
@@ -150,12 +179,29 @@ impl Pairing {
             self.frames.remove(&id);
             expired.frames.push(id);
         }
+        let stale: Vec<u64> = self.lost.iter().filter(|(_, (_, t))| old(t)).map(|(id, _)| *id).collect();
+        for id in stale {
+            self.lost.remove(&id);
+            self.seen.insert(id);
+            expired.lost.push(id);
+        }
         expired
+    }
+
+    /// Refuses `conn_id` for good (its `handoff` frame could not be read):
+    /// the id is used up, and its descriptor, if it is waiting, is handed
+    /// back to be closed. A descriptor that comes later is refused as a
+    /// duplicate.
+    pub fn refuse(&mut self, conn_id: u64) -> Option<OwnedFd> {
+        self.seen.insert(conn_id);
+        self.lost.remove(&conn_id);
+        self.frames.remove(&conn_id);
+        self.fds.remove(&conn_id).map(|(fd, _)| fd)
     }
 
     /// Whether nothing waits for its other half.
     pub fn is_empty(&self) -> bool {
-        self.fds.is_empty() && self.frames.is_empty()
+        self.fds.is_empty() && self.frames.is_empty() && self.lost.is_empty()
     }
 
     /// When the oldest waiting half expires, if any waits.
@@ -164,6 +210,7 @@ impl Pairing {
             .values()
             .map(|(_, t)| *t)
             .chain(self.frames.values().map(|(_, t)| *t))
+            .chain(self.lost.values().map(|(_, t)| *t))
             .min()
             .map(|t| t + PAIRING_TIMEOUT)
     }
@@ -178,6 +225,7 @@ impl Pairing {
     pub fn drain(&mut self) -> (Vec<u64>, Vec<OwnedFd>) {
         let frames = self.frames.drain().map(|(id, _)| id).collect();
         let fds = self.fds.drain().map(|(_, (fd, _))| fd).collect();
+        self.lost.clear();
         (frames, fds)
     }
 }
@@ -241,6 +289,37 @@ mod tests {
         assert!(matches!(p.offer_frame(1, atom("a"), t), Offer::Paired(_)));
         assert!(matches!(p.offer_frame(1, atom("a"), t), Offer::Duplicate(None)));
         assert!(matches!(p.offer_fd(1, fd(), t), Offer::Duplicate(Some(_))));
+    }
+
+    #[test]
+    fn a_lost_descriptor_refuses_its_frame_whichever_comes_first() {
+        let mut p = Pairing::default();
+        let t = Instant::now();
+        let emfile = CloseReason::Io(nix::errno::Errno::EMFILE);
+        assert!(matches!(p.offer_frame(1, atom("a"), t), Offer::Waiting));
+        assert!(matches!(p.offer_lost(1, emfile.clone(), t), Offer::Refused(CloseReason::Io(nix::errno::Errno::EMFILE))));
+        assert!(matches!(p.offer_lost(2, emfile.clone(), t), Offer::Waiting));
+        assert_eq!(p.next_deadline(), Some(t + PAIRING_TIMEOUT));
+        assert!(matches!(p.offer_frame(2, atom("b"), t), Offer::Refused(_)));
+        assert!(p.is_empty());
+        // Used up, both.
+        assert!(matches!(p.offer_frame(2, atom("b"), t), Offer::Duplicate(None)));
+        assert!(matches!(p.offer_fd(1, fd(), t), Offer::Duplicate(Some(_))));
+        // A loss whose frame never comes expires like a waiting descriptor.
+        p.offer_lost(3, emfile, t);
+        assert_eq!(p.expire(t + PAIRING_TIMEOUT).lost, vec![3]);
+        assert!(matches!(p.offer_frame(3, atom("late"), t + PAIRING_TIMEOUT), Offer::Duplicate(None)));
+    }
+
+    #[test]
+    fn a_refused_id_gives_back_its_descriptor_and_is_used_up() {
+        let mut p = Pairing::default();
+        let t = Instant::now();
+        p.offer_fd(4, fd(), t);
+        assert!(p.refuse(4).is_some());
+        assert!(p.refuse(5).is_none());
+        assert!(matches!(p.offer_fd(5, fd(), t), Offer::Duplicate(Some(_))));
+        assert!(p.is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod aio;
 pub mod fdpass;
+pub mod forkguard;
 pub mod framing;
 pub mod handoff;
 pub mod lifeline;

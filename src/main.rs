@@ -17,7 +17,7 @@ use py_reactor_port::outbound::{Outbound, Sink};
 use py_reactor_port::python::{self, native::Shared};
 use py_reactor_port::recording::{self, Recorder};
 use py_reactor_port::replay::{self, ReplayOptions};
-use py_reactor_port::{lifeline, reactor, stdio, Error};
+use py_reactor_port::{forkguard, lifeline, reactor, stdio, Error};
 
 #[derive(Debug, Parser)]
 #[command(name = "py_reactor_port", version, about = "Runs Python reactor protocols for an Erlang VM")]
@@ -151,7 +151,8 @@ fn serve(
     // First of all, before anything can print: the frame stream moves to
     // private descriptors.
     let stream = stdio::take_frame_stream()?;
-    lifeline::watch(&stream.input)?;
+    lifeline::watch(&stream.input, vm_pid)?;
+    forkguard::install()?;
     let package_dir = python::find_package_dir(python_dir).ok_or(Error::NoPackageDir)?;
     let recorder = record.map(|path| Recorder::create(path, record_bytes)).transpose()?.map(Arc::new);
     let outbound = Outbound::new(Sink::Frames(stream.output), recorder.clone());
@@ -163,6 +164,11 @@ fn serve(
     }
     let reactor = reactor::Reactor::serve(stream.input, shared, vm_pid, socket_dir)?;
     reactor.run();
+    // Every connection got connection_lost: now Python's own exit (atexit
+    // handlers, open files flushed), as when a Python program ends.
+    if !python::finalize() {
+        eprintln!("py_reactor_port: Python's exit sequence reported an error");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

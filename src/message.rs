@@ -19,6 +19,8 @@ pub struct SetupOptions {
     pub app_module: Option<String>,
     pub app_callable: Option<String>,
     pub max_connections: Option<u64>,
+    /// Close a connection after this long without a readiness event.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// A request from the VM.
@@ -48,6 +50,33 @@ pub enum RequestError {
         reference: Term,
         reason: String,
     },
+    /// A `handoff` of the wrong shape that still names its connection id:
+    /// answered with `{closed, ConnId, {bad_request, _}}`, so that the VM
+    /// does not count a connection that will never exist.
+    #[error("bad handoff request: {reason}")]
+    BadHandoff { conn_id: u64, reason: String },
+}
+
+/// Who waits for the answer to a frame that cannot be decoded as a whole.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Carrier {
+    /// A request whose reply goes to this `Ref`.
+    Reply(Term),
+    /// A `handoff` of this connection id.
+    Handoff(u64),
+}
+
+impl Carrier {
+    /// What the first bytes of a refused frame say: a known request name
+    /// followed by its `Ref` (or, for `handoff`, a valid connection id).
+    pub fn of_frame(bytes: &[u8]) -> Option<Carrier> {
+        let (name, second) = terms::request_head(bytes)?;
+        match name.as_str() {
+            "handoff" => as_u64(&second).filter(|id| *id > 0).map(Carrier::Handoff),
+            "setup" | "stats" | "stop" | "exec" | "eval" | "call" => Some(Carrier::Reply(second)),
+            _ => None,
+        }
+    }
 }
 
 impl Request {
@@ -117,6 +146,26 @@ impl Request {
                 };
                 Ok(Request::Call { reference, module, function, args, fds })
             }
+            ("handoff", n) if n >= 2 => {
+                let reason = format!("handoff request with {} fields, expected 2", n - 1);
+                match as_u64(&elements[1]) {
+                    Some(conn_id) if conn_id > 0 => Err(RequestError::BadHandoff { conn_id, reason }),
+                    _ => Err(RequestError::Unknown(reason)),
+                }
+            }
+            ("setup" | "stats" | "stop" | "exec" | "eval" | "call", n) if n >= 2 => {
+                // The shape is wrong but the `Ref` is where it belongs: the
+                // caller gets an answer instead of waiting for none.
+                let (name, fields): (&'static str, &str) = match name.as_str() {
+                    "setup" => ("setup", "2"),
+                    "stats" => ("stats", "1"),
+                    "stop" => ("stop", "1"),
+                    "exec" => ("exec", "2"),
+                    "eval" => ("eval", "2"),
+                    _ => ("call", "4 or 5"),
+                };
+                Err(bad(name, &elements[1], &format!("{} fields, expected {fields}", n - 1)))
+            }
             ("setup" | "handoff" | "stats" | "stop" | "exec" | "eval" | "call", n) => {
                 Err(RequestError::Unknown(format!("{name} request with {} fields", n - 1)))
             }
@@ -166,6 +215,17 @@ impl SetupOptions {
                             .filter(|n| *n > 0)
                             .ok_or("max_connections must be a positive integer")?,
                     )
+                }
+                "idle_timeout" => {
+                    // Milliseconds, or `infinity` (the default), as OTP's timeouts.
+                    options.idle_timeout = match as_atom(value) {
+                        Some("infinity") => None,
+                        _ => Some(std::time::Duration::from_millis(
+                            as_u64(value)
+                                .filter(|n| *n > 0)
+                                .ok_or("idle_timeout must be a positive integer (milliseconds) or infinity")?,
+                        )),
+                    }
                 }
                 "python_path" => {
                     let Term::List(l) = value else {
@@ -237,6 +297,15 @@ pub enum CloseReason {
     NotSetUp,
     DuplicateId,
     FdNotReceived,
+    /// The handed-off descriptor is a listening socket (`SO_ACCEPTCONN`).
+    ListeningSocket,
+    /// The handed-off descriptor is a stream socket with no peer.
+    NotConnected,
+    /// The `handoff` frame could not be decoded (too deep, too many terms,
+    /// a tag the port does not take) or had the wrong shape.
+    BadTerm(String),
+    /// No readiness event for the context's `idle_timeout`.
+    IdleTimeout,
 }
 
 impl CloseReason {
@@ -252,6 +321,10 @@ impl CloseReason {
             CloseReason::NotSetUp => atom("not_set_up"),
             CloseReason::DuplicateId => atom("duplicate_id"),
             CloseReason::FdNotReceived => atom("fd_not_received"),
+            CloseReason::ListeningSocket => atom("listening_socket"),
+            CloseReason::NotConnected => atom("not_connected"),
+            CloseReason::BadTerm(text) => tuple(vec![atom("bad_term"), binary(text.as_bytes())]),
+            CloseReason::IdleTimeout => atom("idle_timeout"),
         }
     }
 }
@@ -269,6 +342,9 @@ pub enum RequestFailure {
     AlreadySetUp,
     BadRequest(String),
     Unconvertible(String),
+    /// The request's frame could not be decoded: too deep, too many terms,
+    /// a tag the port does not take.
+    BadTerm(String),
 }
 
 impl RequestFailure {
@@ -279,6 +355,7 @@ impl RequestFailure {
             RequestFailure::AlreadySetUp => atom("already_set_up"),
             RequestFailure::BadRequest(t) => tuple(vec![atom("bad_request"), binary(t.as_bytes())]),
             RequestFailure::Unconvertible(t) => tuple(vec![atom("unconvertible"), binary(t.as_bytes())]),
+            RequestFailure::BadTerm(t) => tuple(vec![atom("bad_term"), binary(t.as_bytes())]),
         };
         tuple(vec![atom("error"), reason])
     }
@@ -448,6 +525,15 @@ mod tests {
         assert_eq!(options.setup_code.as_deref(), Some("pass"));
         assert_eq!(options.max_connections, Some(2));
         assert_eq!(options.python_path, vec!["/x".to_string()]);
+        let idle = |v: Term| match req(tuple(vec![atom("setup"), r.clone(), atom_map(vec![("idle_timeout", v)])])) {
+            Ok(Request::Setup { options, .. }) => Ok(options.idle_timeout),
+            Ok(other) => panic!("not a setup: {other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(idle(integer(1500)), Ok(Some(std::time::Duration::from_millis(1500))));
+        assert_eq!(idle(atom("infinity")), Ok(None));
+        assert!(idle(integer(0)).is_err());
+        assert!(idle(atom("never")).is_err());
     }
 
     #[test]

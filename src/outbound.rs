@@ -53,6 +53,9 @@ impl Outbound {
     /// and is returned; later sends are dropped quietly, as nobody is left
     /// to read them.
     pub fn send(&self, notice: &Notice) -> io::Result<()> {
+        // A process forked by Python shares the frame stream: it must never
+        // write to it.
+        crate::forkguard::exit_if_child("sending a frame");
         if self.is_broken() {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the VM is gone"));
         }

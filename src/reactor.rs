@@ -19,12 +19,14 @@ use crate::fdpass::{self, AuxChannel, AuxListener};
 use crate::framing::{Fill, FrameReader, MAX_FRAME};
 use crate::handoff::{Offer, Paired, Pairing};
 use crate::message::{
-    CloseReason, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
+    Carrier, CloseReason, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
 };
 use crate::python::native::Shared;
 use crate::python::{self, Action, Bridge, CallbackError};
+use crate::python::timers::{self as py_timers, TimerHandle};
 use crate::readiness::{Interest, Ready, Selector};
 use crate::terms;
+use crate::timers::{self, TimerId, Timers};
 
 const KEY_INPUT: usize = 0;
 const KEY_LISTENER: usize = 1;
@@ -71,6 +73,13 @@ struct Connection {
     conn_id: u64,
     fd: OwnedFd,
     protocol: Py<PyAny>,
+    /// The peer half-closed (a read returned 0) and `eof_received` kept the
+    /// connection open: nothing more can be read.
+    eof: bool,
+    /// The loop turn of the last readiness event, with `idle_timeout` set.
+    last_event: Instant,
+    /// The connection's idle timer, with `idle_timeout` set.
+    idle_timer: Option<TimerId>,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +108,15 @@ pub struct Reactor {
     counters: Counters,
     ready: Vec<Ready>,
     exit: Option<Exit>,
+    /// Setup's `idle_timeout`: a connection with no readiness event for
+    /// that long is closed.
+    idle_timeout: Option<Duration>,
+    /// Idle timers, by (descriptor, connection id).
+    idle: Timers<(RawFd, u64)>,
+    /// When the current turn's wait ended (kept only with `idle_timeout`).
+    now: Instant,
+    /// Python timers due this turn; kept to reuse its allocation.
+    due: Vec<Py<TimerHandle>>,
 }
 
 impl Reactor {
@@ -120,6 +138,7 @@ impl Reactor {
         }
         reactor.selector.select(KEY_INPUT, Interest::READ)?;
         reactor.selector.select(KEY_LISTENER, Interest::READ)?;
+        crate::lifeline::attach_waker(reactor.selector.waker());
         reactor.input = Some(input);
         reactor.listener = Some(listener);
         Ok(reactor)
@@ -147,6 +166,10 @@ impl Reactor {
             counters: Counters::default(),
             ready: Vec::with_capacity(256),
             exit: None,
+            idle_timeout: None,
+            idle: Timers::new(),
+            now: Instant::now(),
+            due: Vec::new(),
         })
     }
 
@@ -159,10 +182,11 @@ impl Reactor {
             .unwrap_or_default();
         self.notify(Notice::Hello { os_pid: std::process::id(), socket_path, max_frame: MAX_FRAME });
         Python::attach(|py| {
+            py_timers::attach_loop_thread();
             while self.exit.is_none() {
-                let pairing = self.pairing.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+                let deadline = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
                 let aio = self.aio.as_ref().and_then(|aio| aio.timeout(&self.shared.aio));
-                let timeout = match (pairing, aio) {
+                let timeout = match (deadline, aio) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
@@ -173,20 +197,41 @@ impl Reactor {
                 if self.shared.outbound.is_broken() && self.exit.is_none() {
                     self.exit = Some(Exit::OutputClosed);
                 }
+                if crate::lifeline::parent_gone() && self.exit.is_none() {
+                    // The VM is gone though stdin is held open elsewhere.
+                    self.exit = Some(Exit::InputClosed);
+                }
             }
             self.finish(py);
+            // Python objects are released here, with the GIL, so that nothing
+            // Python owns is left to a later, GIL-less drop.
+            self.bridge = None;
+            self.due.clear();
         });
         self.exit.unwrap_or(Exit::InputClosed)
+    }
+
+    /// The earliest deadline of anything the loop waits for besides events:
+    /// descriptors and frames waiting for their pair, idle connections,
+    /// Python's timers. `None` when there is none: the loop then waits for
+    /// events only, with no timeout.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        let deadline = timers::earliest(self.pairing.next_deadline(), self.idle.next_deadline());
+        timers::earliest(deadline, py_timers::next_deadline())
     }
 
     /// One turn of the loop: waits (GIL released) up to `timeout` for events,
     /// then serves them all under one GIL hold. Returns how many were served.
     pub fn turn(&mut self, py: Python<'_>, timeout: Option<Duration>) -> std::io::Result<usize> {
+        crate::forkguard::exit_if_child("a Python call");
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         self.apply_aio_requests();
         let selector = &mut self.selector;
         let waited = py.detach(|| selector.wait(&mut ready, timeout));
+        if self.idle_timeout.is_some() {
+            self.now = Instant::now();
+        }
         for event in ready.iter().copied() {
             self.dispatch(py, event);
         }
@@ -200,6 +245,7 @@ impl Reactor {
         if !self.pairing.is_empty() {
             self.expire_pairing(Instant::now());
         }
+        self.run_timers(py);
         waited.map(|()| served)
     }
 
@@ -213,6 +259,7 @@ impl Reactor {
     pub fn finish(&mut self, py: Python<'_>) {
         self.stop_asyncio(py);
         self.close_all(py);
+        py_timers::cancel_all();
         python::flush_streams(py);
         if let Some(recorder) = &self.shared.recorder {
             let reason = match self.exit {
@@ -256,9 +303,31 @@ impl Reactor {
             Offer::Duplicate(fd) => {
                 drop(fd);
                 self.notify(Notice::AuxError(format!(
-                    "descriptor for connection id {conn_id}, which is already in use; closed"
+                    "descriptor for connection id {conn_id}, which is already used; closed"
                 )));
             }
+            // Only a loss is refused, never a descriptor that came.
+            Offer::Refused(_) => {}
+        }
+    }
+
+    /// The descriptor tagged `conn_id` was lost on its way (see
+    /// [`fdpass::Missing`]): its handoff is refused at once, now if its
+    /// frame is here, else when it comes.
+    fn lose_fd(&mut self, conn_id: u64, missing: fdpass::Missing) {
+        let reason = match missing {
+            fdpass::Missing::Limit(errno) => CloseReason::Io(errno),
+            fdpass::Missing::Truncated | fdpass::Missing::NotSent => CloseReason::FdNotReceived,
+        };
+        match self.pairing.offer_lost(conn_id, reason, Instant::now()) {
+            Offer::Refused(reason) => {
+                self.counters.refused_handoffs += 1;
+                self.notify(Notice::Closed { conn_id, reason });
+            }
+            Offer::Waiting | Offer::Paired(_) => {}
+            Offer::Duplicate(_) => self.notify(Notice::AuxError(format!(
+                "a lost descriptor for connection id {conn_id}, which is already used"
+            ))),
         }
     }
 
@@ -272,6 +341,12 @@ impl Reactor {
                 if self.connection(fd).is_none() {
                     if let Some(aio) = self.aio.as_mut().filter(|aio| aio.owns(fd)) {
                         return aio.on_ready(fd, event.interest);
+                    }
+                }
+                if self.idle_timeout.is_some() {
+                    let now = self.now;
+                    if let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::as_mut) {
+                        conn.last_event = now;
                     }
                 }
                 if event.interest.read {
@@ -336,7 +411,18 @@ impl Reactor {
     fn on_frame(&mut self, py: Python<'_>, bytes: &[u8]) {
         let term = match terms::decode(bytes) {
             Ok(t) => t,
-            Err(e) => return self.notify(Notice::FrameError(e.to_string())),
+            // A request that cannot be decoded is still answered, when its
+            // first bytes say who waits: nobody is left waiting for a reply,
+            // nor counts a connection that will not exist.
+            Err(e) => {
+                return match Carrier::of_frame(bytes) {
+                    Some(Carrier::Reply(reference)) => {
+                        self.notify(Notice::failed(reference, &RequestFailure::BadTerm(e.to_string())))
+                    }
+                    Some(Carrier::Handoff(conn_id)) => self.refuse_frame(conn_id, CloseReason::BadTerm(e.to_string())),
+                    None => self.notify(Notice::FrameError(e.to_string())),
+                };
+            }
         };
         match Request::from_term(term) {
             Ok(request) => self.on_request(py, request),
@@ -346,10 +432,27 @@ impl Reactor {
                 let RequestError::Bad { reference, .. } = e else { unreachable!() };
                 self.notify(Notice::failed(reference, &RequestFailure::BadRequest(text)));
             }
+            Err(RequestError::BadHandoff { conn_id, reason }) => {
+                self.refuse_frame(conn_id, CloseReason::BadTerm(format!("bad handoff request: {reason}")));
+            }
         }
     }
 
+    /// Refuses the `handoff` of `conn_id` whose frame could not be used: its
+    /// descriptor is closed, now or when it comes, and the VM is told.
+    fn refuse_frame(&mut self, conn_id: u64, reason: CloseReason) {
+        drop(self.pairing.refuse(conn_id));
+        self.counters.refused_handoffs += 1;
+        self.notify(Notice::Closed { conn_id, reason });
+    }
+
     fn on_request(&mut self, py: Python<'_>, request: Request) {
+        self.serve_request(py, request);
+        // Setup code, `exec`, `eval` and `call` may fork too.
+        crate::forkguard::exit_if_child("a request");
+    }
+
+    fn serve_request(&mut self, py: Python<'_>, request: Request) {
         match request {
             Request::Setup { reference, options } => {
                 let notice = if self.bridge.is_some() {
@@ -366,6 +469,7 @@ impl Reactor {
                         Ok(bridge) => {
                             self.bridge = Some(bridge);
                             self.max_connections = options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+                            self.idle_timeout = options.idle_timeout;
                             Notice::ok(reference)
                         }
                         Err(e) => Notice::failed(reference, &RequestFailure::Python(e)),
@@ -380,6 +484,10 @@ impl Reactor {
                     Offer::Duplicate(_) => {
                         self.counters.refused_handoffs += 1;
                         self.notify(Notice::Closed { conn_id, reason: CloseReason::DuplicateId });
+                    }
+                    Offer::Refused(reason) => {
+                        self.counters.refused_handoffs += 1;
+                        self.notify(Notice::Closed { conn_id, reason });
                     }
                 }
             }
@@ -535,6 +643,9 @@ impl Reactor {
                     for (conn_id, fd) in received.tagged {
                         self.offer_fd(py, conn_id, fd);
                     }
+                    for (conn_id, missing) in received.missing {
+                        self.lose_fd(conn_id, missing);
+                    }
                     if received.eof {
                         // The VM closed its end: no more descriptors will come,
                         // but frames still may; the loop goes on until stdin ends.
@@ -567,6 +678,12 @@ impl Reactor {
             self.counters.refused_handoffs += 1;
             self.notify(Notice::Closed { conn_id, reason: CloseReason::FdNotReceived });
         }
+        for conn_id in expired.lost {
+            self.notify(Notice::AuxError(format!(
+                "the descriptor for connection id {conn_id} was lost and no handoff frame came within {:?}",
+                crate::handoff::PAIRING_TIMEOUT
+            )));
+        }
     }
 
     // ---- connections -------------------------------------------------------
@@ -580,6 +697,13 @@ impl Reactor {
         let Some(bridge) = &self.bridge else { return refuse(self, CloseReason::NotSetUp) };
         if self.active >= self.max_connections {
             return refuse(self, CloseReason::MaxConnections);
+        }
+        // Before anything touches it: a listening socket is the VM's, and
+        // neither its flags nor a shutdown may change it.
+        match fdpass::check_connected(fd.as_fd()) {
+            Ok(()) => {}
+            Err(fdpass::NotConnection::Listening) => return refuse(self, CloseReason::ListeningSocket),
+            Err(fdpass::NotConnection::NoPeer) => return refuse(self, CloseReason::NotConnected),
         }
         if let Err(errno) = fdpass::prepare_received(fd.as_fd()) {
             return refuse(self, CloseReason::Io(errno));
@@ -597,13 +721,16 @@ impl Reactor {
         self.shared.connection_opened(raw, conn_id);
         self.counters.total_connections += 1;
         self.active += 1;
-        match bridge.init_connection(py, raw, &client_info) {
+        match bridge.init_connection(py, raw, conn_id, &client_info) {
             Ok(protocol) => {
                 let slot = raw as usize;
                 if self.connections.len() <= slot {
                     self.connections.resize_with(slot + 1, || None);
                 }
-                self.connections[slot] = Some(Connection { conn_id, fd, protocol });
+                let now = Instant::now();
+                let idle_timer = self.idle_timeout.map(|t| self.idle.insert_after(now, t, (raw, conn_id)));
+                self.connections[slot] =
+                    Some(Connection { conn_id, fd, protocol, eof: false, last_event: now, idle_timer });
                 self.select(py, raw, Interest::READ);
             }
             Err(e) => {
@@ -624,7 +751,20 @@ impl Reactor {
             recorder.read(conn.conn_id, &data[..n]);
         }
         match result {
-            Ok(0) => self.close(py, fd, CloseReason::Eof),
+            Ok(0) if conn.eof => self.close(py, fd, CloseReason::Eof),
+            Ok(0) => {
+                // The peer half-closed: the protocol may still answer.
+                let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::as_mut) else { return };
+                conn.eof = true;
+                let result = match &self.bridge {
+                    Some(bridge) => bridge.eof_received(py, fd, &conn.protocol),
+                    None => return,
+                };
+                match result {
+                    Ok(Action::Close) => self.close(py, fd, CloseReason::Eof),
+                    other => self.apply(py, fd, Interest::READ, other),
+                }
+            }
             Ok(n) => {
                 self.shared.bytes_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 self.counters.total_requests += 1;
@@ -654,8 +794,18 @@ impl Reactor {
 
     fn apply(&mut self, py: Python<'_>, fd: RawFd, fired: Interest, result: Result<Action, CallbackError>) {
         // The callback may have closed it already (a close from Python).
-        if self.connection(fd).is_none() {
-            return;
+        let Some(conn) = self.connection(fd) else { return };
+        if conn.eof {
+            // After end of input, waiting to read again could only give end
+            // of input again: the connection ends there.
+            let reads = match result {
+                Ok(Action::Continue) => fired.read,
+                Ok(Action::ReadPending) => true,
+                _ => false,
+            };
+            if reads {
+                return self.close(py, fd, CloseReason::Eof);
+            }
         }
         match result {
             Ok(Action::Continue) => self.select(py, fd, fired),
@@ -778,8 +928,10 @@ impl Reactor {
     }
 
     fn arm_requested_writes(&mut self) {
-        for fd in self.shared.take_write_requests() {
-            if self.connection(fd).is_some() {
+        for (fd, conn_id) in self.shared.take_write_requests() {
+            // The descriptor may have been closed and its number given to
+            // another connection since the request was made.
+            if self.connection(fd).is_some_and(|c| c.conn_id == conn_id) {
                 // A failure here shows up as an error on the next event.
                 let _ = self.selector.select(connection_key(fd), Interest::WRITE);
             }
@@ -793,6 +945,9 @@ impl Reactor {
     fn close(&mut self, py: Python<'_>, fd: RawFd, reason: CloseReason) {
         let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
         drop(conn.protocol);
+        if let Some(timer) = conn.idle_timer {
+            self.idle.cancel(timer);
+        }
         self.finish_close(py, conn.conn_id, conn.fd, reason);
     }
 
@@ -800,6 +955,9 @@ impl Reactor {
     /// then tell the VM.
     fn finish_close(&mut self, py: Python<'_>, conn_id: u64, fd: OwnedFd, reason: CloseReason) {
         let raw = fd.as_raw_fd();
+        // Its timers never run: cancelled before connection_lost, and again
+        // once the connection is gone, for any set meanwhile from a thread.
+        py_timers::cancel_connection(conn_id);
         if let Some(bridge) = &self.bridge {
             if let Err(e) = bridge.close_connection(py, raw) {
                 self.counters.python_errors += 1;
@@ -813,8 +971,92 @@ impl Reactor {
         let _ = nix::sys::socket::shutdown(raw, nix::sys::socket::Shutdown::Both);
         drop(fd);
         self.shared.connection_closed(raw);
+        py_timers::cancel_connection(conn_id);
         self.active -= 1;
         self.notify(Notice::Closed { conn_id, reason });
+    }
+
+    // ---- timers -------------------------------------------------------------
+
+    /// Runs the Python timers and idle timeouts that are due.
+    fn run_timers(&mut self, py: Python<'_>) {
+        let deadline = self.next_timer_deadline();
+        let Some(deadline) = deadline else { return };
+        let now = Instant::now();
+        if deadline > now {
+            return;
+        }
+        self.expire_idle(py, now);
+        let mut due = std::mem::take(&mut self.due);
+        py_timers::take_due(now, &mut due);
+        for handle in due.drain(..) {
+            self.run_python_timer(py, &handle);
+        }
+        self.due = due;
+    }
+
+    fn next_timer_deadline(&mut self) -> Option<Instant> {
+        timers::earliest(self.idle.next_deadline(), py_timers::next_deadline())
+    }
+
+    fn expire_idle(&mut self, py: Python<'_>, now: Instant) {
+        let Some(limit) = self.idle_timeout else { return };
+        let mut due = Vec::new();
+        self.idle.take_due(now, &mut due);
+        for (_, (fd, conn_id)) in due {
+            let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::as_mut) else { continue };
+            if conn.conn_id != conn_id {
+                continue;
+            }
+            // Events only stamp the connection; its timer is moved here, when
+            // it fires early, rather than on every event.
+            let idle_until = conn.last_event + limit;
+            if idle_until > now {
+                conn.idle_timer = Some(self.idle.insert(idle_until, (fd, conn_id)));
+            } else {
+                conn.idle_timer = None;
+                self.close(py, fd, CloseReason::IdleTimeout);
+            }
+        }
+    }
+
+    fn run_python_timer(&mut self, py: Python<'_>, handle: &Py<TimerHandle>) {
+        let handle = handle.get();
+        let Some((callback, args)) = handle.take_call() else { return };
+        let owner = handle.owner();
+        if let Some(owner) = owner {
+            // Cancelled with its connection; checked again all the same.
+            if !self.connection(owner.fd).is_some_and(|c| c.conn_id == owner.conn_id) {
+                return;
+            }
+        }
+        let Some(bridge) = &self.bridge else { return };
+        let fd = owner.map_or(-1, |o| o.fd);
+        let result = bridge.call_timer(py, fd, callback.bind(py), args.bind(py));
+        match (owner, result) {
+            (Some(owner), Ok(Some(action))) => self.apply_timer_action(py, owner.fd, action),
+            (_, Ok(_)) => {}
+            (Some(owner), Err(e)) => {
+                if self.connection(owner.fd).is_some_and(|c| c.conn_id == owner.conn_id) {
+                    let reason = self.callback_failed(e);
+                    self.close(py, owner.fd, reason);
+                } else {
+                    self.callback_failed(e);
+                }
+            }
+            (None, Err(e)) => {
+                self.callback_failed(e);
+            }
+        }
+    }
+
+    /// What a connection's timer callback returned: nothing fired, so
+    /// `"continue"` (like `None`) leaves the connection as it is.
+    fn apply_timer_action(&mut self, py: Python<'_>, fd: RawFd, action: Action) {
+        match action {
+            Action::Continue | Action::AsyncPending => {}
+            other => self.apply(py, fd, Interest::NONE, Ok(other)),
+        }
     }
 
     fn close_all(&mut self, py: Python<'_>) {

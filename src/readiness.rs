@@ -1,33 +1,33 @@
-//! `enif_select` emulation on epoll.
+//! `enif_select` emulation on the `polling` crate.
 //!
 //! Interest is one-shot per direction, as with `enif_select`: selecting read
 //! (or write) delivers one readiness event for that direction, after which the
 //! direction is disarmed until selected again.
 //!
-//! The one-shot part lives here, not in the kernel. Descriptors are watched
-//! level-triggered, and a direction that has been delivered stays watched
-//! until it fires again unwanted: a protocol that reads, answers and reads
-//! again (the common case) costs no `epoll_ctl` at all, only the
-//! `epoll_wait`, `read` and `write` an event loop cannot do without. An
-//! unwanted event (readable while nothing asked to read, a lasting hang-up)
-//! narrows what the kernel watches to what is armed, so it is reported at
-//! most once; write interest, which a socket nearly always satisfies, is
-//! narrowed as soon as the event that used it has been served
-//! ([`Selector::settle`]).
+//! The one-shot part lives here, not in the kernel. Descriptors are
+//! registered in `polling`'s level-triggered mode, and a direction that has
+//! been delivered stays watched until it fires again unwanted: a protocol
+//! that reads, answers and reads again (the common case) costs no
+//! re-registration at all, only the wait, `read` and `write` an event loop
+//! cannot do without. `polling`'s own one-shot mode needs a `modify` (one
+//! `epoll_ctl`) after every event, which the port once paid (see
+//! `docs/performance.md`, "Readiness on `polling`"). An unwanted event (readable while nothing asked
+//! to read, a lasting hang-up) narrows what the poller watches to what is
+//! armed, so it is reported at most once; write interest, which a socket
+//! nearly always satisfies, is narrowed as soon as the event that used it
+//! has been served ([`Selector::settle`]).
 //!
-//! The selector talks to epoll through `nix` rather than the `polling` crate:
-//! `polling` re-arms a timer and its own wake-up descriptor around every
-//! wait, four system calls per loop turn that the port does not need (see
-//! `docs/performance.md`).
+//! Nothing here is specific to one kernel interface: `polling` picks epoll,
+//! kqueue or event ports. Its `wait` re-arms its notifier on every call, and
+//! a timeout costs a timer of its own, so the loop passes no timeout when
+//! no deadline is due.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
+use polling::{Event, Events, PollMode, Poller};
 
 /// Directions of interest.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,25 +61,20 @@ impl Interest {
         other.minus(self).is_none()
     }
 
-    /// The directions an epoll event reports. An error or hang-up makes both
-    /// ready: the next read or write is what tells the protocol about it.
-    fn of_event(flags: EpollFlags) -> Interest {
-        let both = EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR;
-        Interest {
-            read: flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLPRI | both),
-            write: flags.intersects(EpollFlags::EPOLLOUT | both),
-        }
+    /// The directions a poller event reports. `polling` counts an error or
+    /// hang-up as both readable and writable: the next read or write is what
+    /// tells the protocol about it.
+    fn of_event(event: &Event) -> Interest {
+        Interest { read: event.readable, write: event.writable }
     }
 
-    fn epoll_flags(self) -> EpollFlags {
-        let mut flags = EpollFlags::empty();
-        if self.read {
-            flags |= EpollFlags::EPOLLIN | EpollFlags::EPOLLPRI;
+    fn event(self, key: usize) -> Event {
+        match (self.read, self.write) {
+            (true, true) => Event::all(key),
+            (true, false) => Event::readable(key),
+            (false, true) => Event::writable(key),
+            (false, false) => Event::none(key),
         }
-        if self.write {
-            flags |= EpollFlags::EPOLLOUT;
-        }
-        flags
     }
 }
 
@@ -95,70 +90,66 @@ struct Slot {
     fd: RawFd,
     /// What the owner asked for and has not been delivered yet.
     armed: Interest,
-    /// What epoll watches (a superset of `armed`); `None` when the
-    /// descriptor is out of the epoll set altogether.
+    /// What the poller watches (a superset of `armed`); `None` when the
+    /// descriptor is out of the poller altogether.
     watched: Option<Interest>,
 }
 
 /// Wakes a [`Selector`] blocked in [`Selector::wait`] from another thread.
 #[derive(Debug)]
 pub struct Waker {
-    fd: EventFd,
+    poller: Arc<Poller>,
 }
 
 impl Waker {
     /// Makes the current or next wait return.
     pub fn wake(&self) -> io::Result<()> {
-        match self.fd.write(1) {
-            // The counter is full: a wake-up is pending already.
-            Ok(_) | Err(Errno::EAGAIN) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.poller.notify()
     }
 }
-
-/// The key the waker is registered under; never handed out as [`Ready`].
-const WAKER_KEY: u64 = u64::MAX;
 
 /// Events taken from the kernel in one wait; more wait for the next turn.
 const EVENTS_PER_WAIT: usize = 256;
 
+/// The registration mode: level-triggered, one-shot kept in user space.
+const MODE: PollMode = PollMode::Level;
+
 /// Registered descriptors and what is armed on each, by key.
 #[derive(Debug)]
 pub struct Selector {
-    epoll: Epoll,
-    waker: Arc<Waker>,
+    poller: Arc<Poller>,
     slots: Vec<Option<Slot>>,
-    events: Vec<EpollEvent>,
+    events: Events,
+    /// The last wait's events as (key, directions), reused from turn to turn.
+    fired: Vec<(usize, Interest)>,
 }
 
 impl Selector {
     pub fn new() -> io::Result<Selector> {
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
-        epoll.add(fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKER_KEY))?;
+        let capacity = std::num::NonZeroUsize::new(EVENTS_PER_WAIT).expect("nonzero");
         Ok(Selector {
-            epoll,
-            waker: Arc::new(Waker { fd }),
+            poller: Arc::new(Poller::new()?),
             slots: Vec::new(),
-            events: vec![EpollEvent::empty(); EVENTS_PER_WAIT],
+            events: Events::with_capacity(capacity),
+            fired: Vec::with_capacity(EVENTS_PER_WAIT),
         })
     }
 
     /// What wakes the loop from another thread.
     pub fn waker(&self) -> Arc<Waker> {
-        Arc::clone(&self.waker)
+        Arc::new(Waker { poller: Arc::clone(&self.poller) })
     }
 
     /// Registers `fd` under `key` with nothing armed.
     ///
     /// # Safety
     /// `fd` must stay open until [`Selector::deregister`] is called for `key`:
-    /// epoll tracks the open file description, not the number.
+    /// the poller tracks the open file description, not the number.
     pub unsafe fn register(&mut self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
-        // Added at once, watching nothing, so that a descriptor epoll cannot
-        // watch (a regular file, say) is refused here rather than later.
-        self.epoll.add(fd, EpollEvent::new(EpollFlags::empty(), key as u64))?;
+        // Added at once, watching nothing, so that a descriptor the poller
+        // cannot watch (a regular file, say) is refused here rather than later.
+        // SAFETY: the caller deregisters before closing.
+        unsafe { self.poller.add_with_mode(&fd, Event::none(key), MODE)? };
         if self.slots.len() <= key {
             self.slots.resize(key + 1, None);
         }
@@ -182,7 +173,7 @@ impl Selector {
         self.watch(key, Some(want))
     }
 
-    /// Disarms `interest` on `key`. The kernel is told lazily, if the
+    /// Disarms `interest` on `key`. The poller is told lazily, if the
     /// direction fires.
     pub fn cancel(&mut self, key: usize, interest: Interest) -> io::Result<()> {
         let slot = self.slot_mut(key)?;
@@ -219,28 +210,32 @@ impl Selector {
         }
         // SAFETY: registered descriptors are open until deregistered.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        self.epoll.delete(fd).map_err(io::Error::from)
+        self.poller.delete(fd)
     }
 
     /// Waits for events and appends the delivered ones to `out`. Each
-    /// delivered direction is disarmed; the other stays armed.
+    /// delivered direction is disarmed; the other stays armed. `None` waits
+    /// without a timeout, which spares `polling` arming a timer of its own.
     pub fn wait(&mut self, out: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()> {
-        let n = match self.epoll.wait(&mut self.events, epoll_timeout(timeout)) {
-            Ok(n) => n,
-            Err(Errno::EINTR) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        for i in 0..n {
-            let (data, flags) = (self.events[i].data(), self.events[i].events());
-            if data == WAKER_KEY {
-                // Reset the counter; what the wake-up was for is checked by
-                // the loop on every turn.
-                let _ = self.waker.fd.read();
-                continue;
-            }
-            let key = data as usize;
+        self.events.clear();
+        match self.poller.wait(&mut self.events, round_up(timeout)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let mut events = std::mem::take(&mut self.fired);
+        events.clear();
+        events.extend(self.events.iter().map(|e| (e.key, Interest::of_event(&e))));
+        let result = self.deliver(&events, out);
+        self.fired = events;
+        result
+    }
+
+    /// Disarms what each event delivers and narrows the watch where an
+    /// event brought something unwanted.
+    fn deliver(&mut self, events: &[(usize, Interest)], out: &mut Vec<Ready>) -> io::Result<()> {
+        for &(key, fired) in events {
             let Some(slot) = self.slots.get_mut(key).and_then(Option::as_mut) else { continue };
-            let fired = Interest::of_event(flags);
             let delivered = fired.intersection(slot.armed);
             slot.armed = slot.armed.minus(delivered);
             if !delivered.is_none() {
@@ -263,17 +258,18 @@ impl Selector {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("key {key} is not registered")))
     }
 
-    /// Makes epoll watch `interest` on `key` (level-triggered), or drops the
-    /// descriptor from the epoll set for `None`.
+    /// Makes the poller watch `interest` on `key` (level-triggered), or
+    /// takes the descriptor out of it for `None`.
     fn watch(&mut self, key: usize, interest: Option<Interest>) -> io::Result<()> {
         let slot = self.slots[key].as_mut().expect("slot checked by caller");
         // SAFETY: registered descriptors are open until deregistered.
         let fd = unsafe { BorrowedFd::borrow_raw(slot.fd) };
         let result = match (slot.watched, interest) {
             (None, None) => Ok(()),
-            (Some(_), None) => self.epoll.delete(fd),
-            (None, Some(i)) => self.epoll.add(fd, EpollEvent::new(i.epoll_flags(), key as u64)),
-            (Some(_), Some(i)) => self.epoll.modify(fd, &mut EpollEvent::new(i.epoll_flags(), key as u64)),
+            (Some(_), None) => self.poller.delete(fd),
+            // SAFETY: as above; `deregister` removes it before it is closed.
+            (None, Some(i)) => unsafe { self.poller.add_with_mode(&fd, i.event(key), MODE) },
+            (Some(_), Some(i)) => self.poller.modify_with_mode(fd, i.event(key), MODE),
         };
         result?;
         slot.watched = interest;
@@ -281,16 +277,11 @@ impl Selector {
     }
 }
 
-/// A wait's timeout in whole milliseconds, rounded up so that a deadline
-/// less than a millisecond away is waited for rather than spun on.
-fn epoll_timeout(timeout: Option<Duration>) -> EpollTimeout {
-    match timeout {
-        None => EpollTimeout::NONE,
-        Some(t) => {
-            let millis = t.as_nanos().div_ceil(1_000_000);
-            EpollTimeout::try_from(millis).unwrap_or(EpollTimeout::MAX)
-        }
-    }
+/// A timeout rounded up to whole milliseconds, so that a deadline less than
+/// a millisecond away is waited for rather than spun on (epoll counts in
+/// milliseconds).
+fn round_up(timeout: Option<Duration>) -> Option<Duration> {
+    timeout.map(|t| Duration::from_millis(u64::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)))
 }
 
 #[cfg(test)]

@@ -53,33 +53,50 @@ pub fn validate(bytes: &[u8]) -> Result<(), TermError> {
         Ok(VERSION) => {}
         Ok(other) => return Err(TermError::BadVersion(other)),
     }
-    // Each stack entry counts the terms still to read at one nesting level.
-    let mut pending: Vec<u64> = vec![1];
-    let mut seen: u64 = 0;
-    while let Some(top) = pending.last_mut() {
-        if *top == 0 {
-            pending.pop();
-            continue;
-        }
-        *top -= 1;
-        seen += 1;
-        if seen > MAX_TERMS {
-            return Err(TermError::TooMany);
-        }
-        let children = cur.term_header()?;
-        if children > 0 {
-            if pending.len() > MAX_DEPTH {
-                return Err(TermError::TooDeep);
-            }
-            pending.push(children);
-        }
-    }
+    cur.skip_term(1)?;
     match bytes.len() - cur.pos {
         0 => Ok(()),
         n => Err(TermError::Trailing(n)),
     }
 }
 
+/// The name and second element of a frame shaped `{Name, X, ...}`, read
+/// from its first bytes alone, whatever follows them: what a request that
+/// cannot be decoded as a whole still says about who is waiting for an
+/// answer. `None` when the frame does not start that way, or when `X` is
+/// itself not a term `eetf` can decode.
+pub fn request_head(bytes: &[u8]) -> Option<(String, Term)> {
+    let mut cur = Cursor { bytes, pos: 0 };
+    if cur.u8().ok()? != VERSION {
+        return None;
+    }
+    let arity = match cur.u8().ok()? {
+        104 => u64::from(cur.u8().ok()?),
+        105 => cur.u32().ok()?,
+        _ => return None,
+    };
+    if arity < 2 {
+        return None;
+    }
+    let name = match cur.u8().ok()? {
+        tag @ (100 | 118 | 115 | 119) => {
+            let len = if tag == 100 || tag == 118 { cur.u16().ok()? } else { u64::from(cur.u8().ok()?) };
+            let text = cur.take(len).ok()?;
+            if tag == 100 || tag == 115 {
+                text.iter().map(|&b| char::from(b)).collect()
+            } else {
+                String::from_utf8(text.to_vec()).ok()?
+            }
+        }
+        _ => return None,
+    };
+    let start = cur.pos;
+    cur.skip_term(1).ok()?;
+    let mut second = Vec::with_capacity(1 + cur.pos - start);
+    second.push(VERSION);
+    second.extend_from_slice(&bytes[start..cur.pos]);
+    Some((name, decode(&second).ok()?))
+}
 /// Validates and decodes one term.
 pub fn decode(bytes: &[u8]) -> Result<Term, TermError> {
     validate(bytes)?;
@@ -152,6 +169,33 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
+    /// Consumes `count` consecutive terms, nested ones included, within the
+    /// depth and size bounds.
+    fn skip_term(&mut self, count: u64) -> Result<(), TermError> {
+        // Each stack entry counts the terms still to read at one nesting level.
+        let mut pending: Vec<u64> = vec![count];
+        let mut seen: u64 = 0;
+        while let Some(top) = pending.last_mut() {
+            if *top == 0 {
+                pending.pop();
+                continue;
+            }
+            *top -= 1;
+            seen += 1;
+            if seen > MAX_TERMS {
+                return Err(TermError::TooMany);
+            }
+            let children = self.term_header()?;
+            if children > 0 {
+                if pending.len() > MAX_DEPTH {
+                    return Err(TermError::TooDeep);
+                }
+                pending.push(children);
+            }
+        }
+        Ok(())
+    }
+
     fn take(&mut self, n: u64) -> Result<&[u8], TermError> {
         let remaining = (self.bytes.len() - self.pos) as u64;
         if n > remaining {
@@ -825,5 +869,24 @@ mod tests {
         assert_eq!(validate(&[131, 106, 0]), Err(TermError::Trailing(1)));
         assert_eq!(validate(&[130, 106]), Err(TermError::BadVersion(130)));
         assert_eq!(validate(&[]), Err(TermError::Empty));
+    }
+
+    #[test]
+    fn the_head_of_an_undecodable_request_is_read() {
+        // {call, 7, <<"m">>, <<"f">>, [[[...]]]} nested past the limit.
+        let mut bytes = vec![131, 104, 5, 100, 0, 4, b'c', b'a', b'l', b'l', 97, 7];
+        bytes.extend([109, 0, 0, 0, 1, b'm', 109, 0, 0, 0, 1, b'f']);
+        for _ in 0..(MAX_DEPTH + 10) {
+            bytes.extend([108, 0, 0, 0, 1]);
+        }
+        bytes.push(106);
+        bytes.extend(std::iter::repeat_n(106u8, MAX_DEPTH + 10));
+        assert_eq!(validate(&bytes), Err(TermError::TooDeep));
+        assert_eq!(request_head(&bytes), Some(("call".to_string(), Term::from(FixInteger::from(7)))));
+        // A tuple `{Ref, ...}` whose second element is cut short, or no tuple
+        // at all, says nothing.
+        assert_eq!(request_head(&bytes[..11]), None);
+        assert_eq!(request_head(&[131, 106]), None);
+        assert_eq!(request_head(&[131, 104, 1, 100, 0, 1, b'x']), None);
     }
 }

@@ -59,12 +59,6 @@ impl<T> Timers<T> {
         Timers { heap: BinaryHeap::new(), live: HashMap::new(), next_id: 1 }
     }
 
-    /// The id the next [`Timers::insert`] will return, for a payload that
-    /// must know its own id.
-    pub fn next_id(&self) -> TimerId {
-        TimerId(self.next_id)
-    }
-
     /// Adds a timer due at `deadline` (a deadline in the past is due at once).
     pub fn insert(&mut self, deadline: Instant, payload: T) -> TimerId {
         let id = TimerId(self.next_id);

@@ -33,6 +33,10 @@
 %% <dt>`app_callable' (`atom() | unicode:chardata()')</dt>
 %% <dd>An attribute of `app_module' that must be callable; it becomes the
 %%     protocol factory.</dd>
+%% <dt>`idle_timeout' (`timeout()', milliseconds, default `infinity')</dt>
+%% <dd>A connection with no readiness event (nothing to read, no write
+%%     completed) for that long is closed by the port: `connection_lost()'
+%%     runs and the connection ends with reason `idle_timeout'.</dd>
 %% <dt>`python_path' (`[file:filename_all()]', default `[]')</dt>
 %% <dd>Directories prepended to `sys.path' (made absolute).</dd>
 %% <dt>`name' (`atom()')</dt>
@@ -41,9 +45,9 @@
 %% <dd>Registers the context as `py_reactor_context_default', the context
 %%     {@link handoff/2} uses.</dd>
 %% <dt>`start_timeout' (`timeout()', default 30000)</dt>
-%% <dd>Milliseconds allowed for the port to say `hello' and for the Python
-%%     setup to finish; past it, start_link returns
-%%     `{error, {timeout, hello | setup}}'.</dd>
+%% <dd>Milliseconds allowed for the whole start: the port saying `hello'
+%%     and the Python setup finishing. Past it, the port is killed at once
+%%     and start_link returns `{error, {timeout, hello | setup}}'.</dd>
 %% <dt>`stop_timeout' (`timeout()', default 5000)</dt>
 %% <dd>Milliseconds allowed for the port to close its connections and exit
 %%     when the context stops; past it the port's OS process is killed
@@ -121,6 +125,7 @@
                   app_module => atom() | unicode:chardata(),
                   app_callable => atom() | unicode:chardata(),
                   python_path => [file:filename_all()],
+                  idle_timeout => timeout(),
                   name => atom(),
                   default => boolean(),
                   start_timeout => timeout(),
@@ -262,19 +267,35 @@ handoff(Fd, ClientInfo) ->
 %% `reactor_pid' (the context's pid) and `conn_id' (the connection's id). An
 %% `addr' given as a string or as an IP address tuple is passed as a binary.
 %%
+%% Once `ok' is returned the port may still refuse the descriptor; it then
+%% closes it and the refusal is logged at `warning' and counted in
+%% `refused_handoffs': `{error, emfile}' (the port is out of descriptors),
+%% `listening_socket' or `not_connected' (not a connection: the descriptor
+%% is left as it was, so a listening socket handed off by mistake keeps
+%% accepting).
+%%
 %% Errors (nothing has been sent to the port):
 %% `{error, max_connections}' when `max_connections' connections are open
 %% (counted in `refused_handoffs');
 %% `{error, no_reactor_context}' when `Ctx' is not alive;
 %% `{error, {context_exited, Reason}}' when it stopped during the call;
 %% `{error, {bad_client_info, ClientInfo}}' when a term has no Python form;
+%% `{error, {bad_term, Why}}' when `ClientInfo' is more than the port
+%% decodes (`Why': `{too_deep, 256}', `{too_many_terms, 1048576}' or
+%% `{too_large, Size, MaxFrame}', see {@link py_reactor_term});
 %% `{error, {aux_socket, Posix}}' when the descriptor could not be passed
 %% (`ebadf' for a closed descriptor, for instance).
 -spec handoff(server(), non_neg_integer(), client_info()) -> ok | {error, term()}.
 handoff(Ctx, Fd, ClientInfo) when is_integer(Fd), Fd >= 0, is_map(ClientInfo) ->
     case normalise_client_info(ClientInfo) of
         {ok, ClientInfo1} ->
-            safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity);
+            %% The frame as do_handoff/3 builds it, with leaves in place of
+            %% the pid and the id: what the port will decode.
+            Frame = {handoff, 0, ClientInfo1#{reactor_pid => 0, conn_id => 0}},
+            case py_reactor_term:check(Frame) of
+                ok -> safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity);
+                {error, Why} -> {error, {bad_term, Why}}
+            end;
         {error, Reason} ->
             {error, Reason}
     end.
@@ -390,7 +411,9 @@ call(Ctx, Module, Function, Args) ->
 %% (`Module' is imported; `'__main__'' reaches what `exec' defined).
 %%
 %% `Args' are converted to Python values; a term with no Python form (a
-%% reference, a fun, ...) gives `{error, {bad_request, Text}}'. `Timeout' is
+%% reference, ...) gives `{error, {bad_request, Text}}', and arguments more
+%% than the port decodes give `{error, {bad_term, Why}}' at once (see
+%% {@link handoff/3}). `Timeout' is
 %% in milliseconds or `infinity'. Results and other errors as {@link eval/3}.
 %%
 %% A coroutine function runs as a task on the context's asyncio loop: the
@@ -593,6 +616,7 @@ check_opt(python_path, Dirs) when is_list(Dirs) ->
     catch
         error:_ -> error
     end;
+check_opt(idle_timeout, T) when T =:= infinity; is_integer(T), T > 0, T < 1 bsl 64 -> {ok, T};
 check_opt(name, Name) when is_atom(Name), Name =/= undefined -> {ok, Name};
 check_opt(default, Bool) when is_boolean(Bool) -> {ok, Bool};
 check_opt(start_timeout, T) when T =:= infinity; is_integer(T), T >= 0 -> {ok, T};
@@ -614,7 +638,8 @@ check_opt(Key, _Value) when Key =:= max_connections; Key =:= name;
                             Key =:= default; Key =:= start_timeout;
                             Key =:= stop_timeout; Key =:= python_path;
                             Key =:= port_executable; Key =:= env;
-                            Key =:= record; Key =:= record_bytes ->
+                            Key =:= record; Key =:= record_bytes;
+                            Key =:= idle_timeout ->
     error;
 check_opt(_Key, _Value) ->
     unknown.
@@ -657,6 +682,16 @@ start_port(Id, Mode, Opts) ->
             case handshake(Opts, Deadline, State) of
                 {ok, State1} ->
                     {ok, State1};
+                {error, {timeout, Stage} = Reason, State1} ->
+                    %% start_timeout bounds the whole start: a port that has
+                    %% not said hello or finished its setup by now is stuck
+                    %% (in Python, most likely) and gets no more time.
+                    ?LOG_WARNING("py_reactor_context ~0p: the port program (os pid ~b) did not "
+                                 "finish its ~0p within start_timeout; killing it",
+                                 [Id, OsPid, Stage]),
+                    ok = kill_port(State1),
+                    ok = close_aux(State1),
+                    {error, Reason};
                 {error, Reason, State1} ->
                     _ = shutdown_port(State1),
                     ok = close_aux(State1),
@@ -738,7 +773,7 @@ connect_aux(Path) ->
 
 setup(Opts, Deadline, State = #state{id = Id, next_ref = Ref}) ->
     SetupOpts0 = maps:with([setup_code, app_module, app_callable, python_path,
-                            max_connections], Opts),
+                            max_connections, idle_timeout], Opts),
     ContextId = case convertible(Id) of
         true -> Id;
         false -> iolist_to_binary(io_lib:format("~0p", [Id]))
@@ -822,6 +857,19 @@ await_exit(StopRef, Deadline, State = #state{port = Port, os_pid = OsPid}) ->
         flush_port(Port),
         State#state{port = undefined}
     end.
+
+%% Kills the port program at once and waits (briefly) for it to be gone.
+kill_port(#state{port = undefined}) ->
+    ok;
+kill_port(#state{port = Port, os_pid = OsPid}) ->
+    ok = kill_os_pid(OsPid),
+    receive
+        {Port, {exit_status, _}} -> ok
+    after ?KILL_WAIT ->
+        ok = close_port(Port),
+        ok = await_os_exit(OsPid, deadline(?KILL_WAIT))
+    end,
+    flush_port(Port).
 
 close_port(Port) ->
     try port_close(Port) of
@@ -981,7 +1029,12 @@ do_request(Kind, Args, From, State = #state{next_ref = Ref, requests = Requests}
     end.
 
 request(Ctx, Kind, Args, Timeout) ->
-    safe_call(Ctx, {request, Kind, Args}, Timeout).
+    %% Checked here, in the caller: a term the port would refuse is refused
+    %% at once, without a trip to the context or the port.
+    case py_reactor_term:check(list_to_tuple([Kind, 0 | Args])) of
+        ok -> safe_call(Ctx, {request, Kind, Args}, Timeout);
+        {error, Why} -> {error, {bad_term, Why}}
+    end.
 
 safe_call(Ctx, Request, Timeout) ->
     try
@@ -1025,7 +1078,7 @@ send_frame(Term, #state{port = Port, max_frame = MaxFrame}) ->
     Frame = term_to_binary(Term),
     case byte_size(Frame) of
         Size when Size > MaxFrame ->
-            {error, {frame_too_large, Size, MaxFrame}};
+            {error, {bad_term, {too_large, Size, MaxFrame}}};
         _ ->
             try port_command(Port, Frame) of
                 true -> ok
@@ -1103,6 +1156,12 @@ is_log_level(Level) ->
 log_closed(_ConnId, Reason, _State) when Reason =:= normal; Reason =:= eof;
                                          Reason =:= stopped ->
     ok;
+log_closed(ConnId, {error, Errno}, State) when Errno =:= emfile; Errno =:= enfile ->
+    ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: it is out of "
+                 "descriptors (~0p)", [State#state.id, ConnId, Errno]);
+log_closed(ConnId, idle_timeout, State) ->
+    ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: idle_timeout",
+               [State#state.id, ConnId]);
 log_closed(ConnId, {error, Errno}, State) ->
     ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: ~0p",
                [State#state.id, ConnId, Errno]);
@@ -1114,7 +1173,8 @@ log_closed(ConnId, {bad_action, Text}, State) ->
     ?LOG_WARNING("py_reactor_context ~0p: connection ~b closed: the protocol returned "
                  "a bad action: ~ts", [State#state.id, ConnId, Text]);
 log_closed(ConnId, Reason, State) when Reason =:= max_connections; Reason =:= not_set_up;
-                                       Reason =:= duplicate_id; Reason =:= fd_not_received ->
+                                       Reason =:= duplicate_id; Reason =:= fd_not_received;
+                                       Reason =:= listening_socket; Reason =:= not_connected ->
     ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: ~0p",
                  [State#state.id, ConnId, Reason]);
 log_closed(ConnId, Reason, State) ->

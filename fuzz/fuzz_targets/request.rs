@@ -13,7 +13,9 @@
 
 use eetf::Term;
 use libfuzzer_sys::fuzz_target;
-use py_reactor_port::message::{CloseReason, Notice, Request, RequestError, RequestFailure, Stats};
+use py_reactor_port::message::{
+    Carrier, CloseReason, Notice, Request, RequestError, RequestFailure, Stats,
+};
 use py_reactor_port::terms;
 
 mod common;
@@ -47,11 +49,34 @@ fuzz_target!(|data: &[u8]| {
     let term = match terms::decode(data) {
         Ok(t) => t,
         Err(e) => {
-            // The port sends `{frame_error, Text}`.
-            sent(&Notice::FrameError(e.to_string()));
+            // The port answers the request the frame's head names, or sends
+            // `{frame_error, Text}`.
+            match Carrier::of_frame(data) {
+                Some(Carrier::Reply(reference)) => check_reply(
+                    &Notice::failed(reference.clone(), &RequestFailure::BadTerm(e.to_string())),
+                    &reference,
+                ),
+                Some(Carrier::Handoff(conn_id)) => {
+                    assert!(conn_id > 0);
+                    sent(&Notice::Closed {
+                        conn_id,
+                        reason: CloseReason::BadTerm(e.to_string()),
+                    });
+                }
+                None => {
+                    sent(&Notice::FrameError(e.to_string()));
+                }
+            }
             return;
         }
     };
+    // A frame that decodes has the head its term says.
+    if let (Some(carrier), Term::Tuple(t)) = (Carrier::of_frame(data), &term) {
+        match carrier {
+            Carrier::Reply(reference) => assert_eq!(canon(&reference), canon(&t.elements[1])),
+            Carrier::Handoff(conn_id) => assert_eq!(Some(conn_id), terms::as_u64(&t.elements[1])),
+        }
+    }
     // What was decoded is what the VM meant: it survives a round trip.
     let again = terms::decode(&terms::encode(&term)).expect("an encoded term decodes");
     assert_eq!(canon(&again), canon(&term), "term changed by encoding and decoding");
@@ -59,6 +84,13 @@ fuzz_target!(|data: &[u8]| {
     match Request::from_term(term.clone()) {
         Err(RequestError::Unknown(text)) => {
             sent(&Notice::FrameError(format!("unknown message: {text}")));
+        }
+        Err(RequestError::BadHandoff { conn_id, reason }) => {
+            assert!(conn_id > 0);
+            sent(&Notice::Closed {
+                conn_id,
+                reason: CloseReason::BadTerm(reason),
+            });
         }
         Err(e @ RequestError::Bad { .. }) => {
             let text = e.to_string();

@@ -9,8 +9,22 @@ protocol object that the *protocol factory* made for it:
 - when the descriptor is readable, the port reads from it itself and calls
   :meth:`Protocol.data_received` with the bytes as a :class:`ReactorBuffer`;
 - when it is writable (after ``"write_pending"``), :meth:`Protocol.write_ready`;
+- when the peer half-closes (a read returns no bytes),
+  :meth:`Protocol.eof_received`, which may still answer;
+- when a timer set with :meth:`Protocol.call_later` is due, its callback;
 - when the connection ends for any reason, ``close_connection(fd)`` calls
   :meth:`Protocol.connection_lost` once.
+
+Connections are not descriptor numbers: once a connection has closed, its
+number may belong to the next one.  The ``fd`` the port gives a protocol (the
+argument of ``connection_made``, :attr:`Protocol.fd`) is a
+:class:`ConnectionFd`, an ``int`` that remembers its connection, and the
+functions that take a descriptor (:func:`signal_write_ready`,
+:func:`get_protocol`, :func:`close_connection`, :func:`on_read_ready`,
+:func:`on_write_ready`) refuse one whose connection has gone.  A plain ``int``
+cannot be told apart: it means whatever connection has that number now.
+:meth:`Protocol.signal_write_ready` is bound to its connection and never
+reaches another.
 
 ``data_received`` and ``write_ready`` return an *action* that says what to wait
 for next.  Interest is one-shot: nothing more happens on a connection until
@@ -53,7 +67,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import _py_reactor
-from _py_reactor import ReactorBuffer
+from _py_reactor import ReactorBuffer, TimerHandle
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -64,9 +78,11 @@ __all__ = [
     "CONTINUE",
     "READ_PENDING",
     "WRITE_PENDING",
+    "ConnectionFd",
     "Protocol",
     "ProtocolFactory",
     "ReactorBuffer",
+    "TimerHandle",
     "close_connection",
     "get_protocol",
     "init_connection",
@@ -74,6 +90,7 @@ __all__ = [
     "on_write_ready",
     "set_protocol_factory",
     "signal_write_ready",
+    "time",
 ]
 
 CONTINUE: Final = "continue"
@@ -92,6 +109,33 @@ ASYNC_PENDING: Final = "async_pending"
 """Wait for nothing until :func:`signal_write_ready` is called for the descriptor."""
 
 
+class ConnectionFd(int):
+    """A connection's descriptor number that remembers its connection.
+
+    Compares, hashes and converts like the ``int`` it is (``os.write``,
+    ``socket.socket(fileno=...)`` accept it), and pickles as a plain ``int``.
+    ``conn_id`` is the connection's id, the ``ConnId`` the VM knows it by
+    (``None`` for a connection made outside the port, in tests).  The
+    functions of this module that take a descriptor refuse a
+    ``ConnectionFd`` whose connection has closed, even when its number
+    already belongs to another connection.
+    """
+
+    conn_id: int | None
+
+    def __new__(cls, fd: int, conn_id: int | None = None) -> ConnectionFd:
+        self = super().__new__(cls, fd)
+        self.conn_id = conn_id
+        return self
+
+    def __reduce__(self) -> tuple[type[int], tuple[int]]:
+        return (int, (int(self),))
+
+
+def _conn_id(fd: int) -> int | None:
+    return getattr(fd, "conn_id", None)
+
+
 class Protocol:
     """Base class for reactor protocols.
 
@@ -106,18 +150,22 @@ class Protocol:
         write_buffer: outgoing bytes; the default :meth:`write_ready` sends them.
         closed: ``True`` once the connection has been closed; from then on
             :meth:`read` returns ``b''`` and :meth:`write` raises ``OSError``.
+        conn_id: the connection's id, as the VM knows it (the ``ConnId`` of
+            ``{closed, ConnId, Reason}``); ``None`` until the connection is made.
     """
 
     fd: int
     client_info: dict[Any, Any]
     write_buffer: bytearray
     closed: bool
+    conn_id: int | None
 
     def __init__(self) -> None:
         self.fd = -1
         self.client_info = {}
         self.write_buffer = bytearray()
         self.closed = False
+        self.conn_id = None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -129,13 +177,17 @@ class Protocol:
         """Called once, when the descriptor ``fd`` has been handed over.
 
         The protocol is already registered under ``fd`` (so :func:`get_protocol`
-        finds it) and ``fd`` is non-blocking.  The default stores ``fd`` and
-        ``client_info``; an override should call ``super().connection_made()``.
+        finds it) and ``fd`` is non-blocking.  The default stores ``fd``,
+        ``client_info`` and the connection's id that ``fd`` carries (so that a
+        protocol that hands its connection to another protocol object, calling
+        its ``connection_made(fd, client_info)``, gives it the same
+        connection); an override should call ``super().connection_made()``.
         If this raises, the connection is closed and ``connection_lost`` is
         called.
         """
         self.fd = fd
         self.client_info = client_info
+        self.conn_id = getattr(fd, "conn_id", self.conn_id)
 
     def data_received(self, data: ReactorBuffer) -> str:
         """Called with the bytes read from the descriptor; returns an action.
@@ -166,6 +218,20 @@ class Protocol:
             return CONTINUE
         return READ_PENDING
 
+    def eof_received(self) -> str:
+        """Called when the peer has half-closed: a read returned no bytes.
+
+        Nothing more will be read, but the connection may still be written
+        to.  Return ``"close"`` (the default) to close it (reason ``eof``), or
+        ``"write_pending"`` to send a last answer first: :meth:`write_ready`
+        is then called as usual, and the connection closes (reason ``eof``)
+        once the protocol asks to read again (``"read_pending"``, as the
+        default :meth:`write_ready` does when its buffer is empty) or
+        returns ``"close"``.  ``"async_pending"`` waits for
+        :meth:`signal_write_ready`.  Like :meth:`asyncio.Protocol.eof_received`.
+        """
+        return CLOSE
+
     def connection_lost(self) -> None:
         """Called once when the connection has ended, whatever the reason.
 
@@ -185,7 +251,7 @@ class Protocol:
         """
         if self.closed or self.fd < 0:
             return b""
-        return _py_reactor.read(self.fd, size)
+        return _py_reactor.read(self.fd, size, self.conn_id)
 
     def write(self, data: Buffer) -> int:
         """Write bytes-like ``data`` to the descriptor with one ``write(2)``.
@@ -201,7 +267,45 @@ class Protocol:
         """
         if self.closed or self.fd < 0:
             raise OSError(errno.EBADF, f"{type(self).__qualname__}: connection is closed")
-        return _py_reactor.write(self.fd, data)
+        return _py_reactor.write(self.fd, data, self.conn_id)
+
+    def signal_write_ready(self) -> bool:
+        """Arm write interest for this connection (after ``"async_pending"``).
+
+        :meth:`write_ready` is then called when the descriptor is writable.
+        Callable from any thread.  Bound to this connection: once it has
+        closed, this returns ``False`` and does nothing, even if its
+        descriptor number already belongs to another connection.
+        """
+        if self.closed or self.fd < 0:
+            return False
+        return _py_reactor.signal_write_ready(self.fd, self.conn_id)
+
+    def call_later(
+        self, delay: float, callback: Callable[..., object], *args: object
+    ) -> TimerHandle:
+        """Call ``callback(*args)`` in the port's loop after ``delay`` seconds.
+
+        Returns a :class:`TimerHandle` (asyncio's shape: ``cancel()``,
+        ``cancelled()``, ``when()`` in seconds of :func:`time`).  The callback
+        runs in the loop thread, like the other callbacks, and may return
+        ``None`` or an action for this connection (``"write_pending"`` to
+        send what it put in :attr:`write_buffer`, ``"close"``, ...;
+        ``"continue"`` changes nothing).  An exception from it closes this
+        connection, as from any callback.  The timer is cancelled when the
+        connection closes.  A negative delay counts as zero; a timer set with
+        delay zero runs on the loop's next turn, after the current callback.
+
+        Raises ``RuntimeError`` once the connection is closed, ``TypeError``
+        when ``callback`` is not callable.  Callable from any thread.  A
+        protocol made outside the port (``conn_id`` is ``None``, in tests)
+        gets a timer that belongs to no connection.
+        """
+        if self.closed or self.fd < 0:
+            raise RuntimeError(f"{self!r}: call_later on a connection that is not open")
+        if self.conn_id is None:
+            return _py_reactor.call_later(delay, callback, args)
+        return _py_reactor.call_later(delay, callback, args, int(self.fd), self.conn_id)
 
 
 ProtocolFactory = Callable[[], Protocol]
@@ -225,17 +329,37 @@ def set_protocol_factory(factory: ProtocolFactory | None) -> None:
     _factory = factory
 
 
+def _registered(fd: int) -> Protocol | None:
+    """The protocol registered under ``fd``, unless ``fd`` is a
+    :class:`ConnectionFd` of another connection."""
+    protocol = _protocols.get(fd)
+    conn_id = _conn_id(fd)
+    if protocol is not None and conn_id is not None and protocol.conn_id != conn_id:
+        return None
+    return protocol
+
+
 def get_protocol(fd: int) -> Protocol | None:
-    """Return the protocol of the open connection on ``fd``, or ``None``."""
-    return _protocols.get(fd)
+    """Return the protocol of the open connection on ``fd``, or ``None``.
+
+    For a :class:`ConnectionFd` (``protocol.fd``), ``None`` once that
+    connection has closed, even if its number belongs to another one now.
+    """
+    return _registered(fd)
 
 
-def init_connection(fd: int, client_info: dict[Any, Any]) -> Protocol:
+def time() -> float:
+    """The clock of timers (:meth:`TimerHandle.when`): ``time.monotonic()``."""
+    return _py_reactor.time()
+
+
+def init_connection(fd: int, client_info: dict[Any, Any], conn_id: int | None = None) -> Protocol:
     """Create, register and start the protocol of a handed-over descriptor.
 
-    Called by the port on hand-off.  Calls the factory, sets the new
-    protocol's ``fd`` and ``client_info``, registers it under ``fd`` and only
-    then calls ``connection_made(fd, client_info)``; returns the protocol.
+    Called by the port on hand-off, with the connection's id.  Calls the
+    factory, sets the new protocol's ``fd`` (a :class:`ConnectionFd`),
+    ``conn_id`` and ``client_info``, registers it under ``fd`` and only then
+    calls ``connection_made(fd, client_info)``; returns the protocol.
 
     Raises ``RuntimeError`` when no factory is set, and ``TypeError`` when the
     factory returns something that is not a :class:`Protocol`; nothing is
@@ -266,8 +390,10 @@ def init_connection(fd: int, client_info: dict[Any, Any]) -> Protocol:
             RuntimeWarning,
             stacklevel=2,
         )
-        close_connection(fd)
+        close_connection(int(fd))
+    fd = ConnectionFd(fd, conn_id)
     protocol.fd = fd
+    protocol.conn_id = conn_id
     protocol.client_info = client_info
     _protocols[fd] = protocol
     protocol.connection_made(fd, client_info)
@@ -278,9 +404,9 @@ def on_read_ready(fd: int, data: ReactorBuffer) -> str:
     """Pass ``data`` read from ``fd`` to its protocol; return the action.
 
     Calls ``data_received(data)``.  Returns ``"close"`` when no protocol is
-    registered under ``fd``.
+    registered under ``fd`` (or ``fd`` names a connection that has closed).
     """
-    protocol = _protocols.get(fd)
+    protocol = _registered(fd)
     if protocol is None:
         return CLOSE
     return protocol.data_received(data)
@@ -290,9 +416,9 @@ def on_write_ready(fd: int) -> str:
     """Tell the protocol of ``fd`` that it may write; return the action.
 
     Calls ``write_ready()``.  Returns ``"close"`` when no protocol is
-    registered under ``fd``.
+    registered under ``fd`` (or ``fd`` names a connection that has closed).
     """
-    protocol = _protocols.get(fd)
+    protocol = _registered(fd)
     if protocol is None:
         return CLOSE
     return protocol.write_ready()
@@ -304,12 +430,15 @@ def close_connection(fd: int) -> None:
 
     Called by the port whenever a connection ends; the port closes the
     descriptor afterwards.  Does nothing when no protocol is registered under
-    ``fd``, so ``connection_lost`` runs at most once.  An exception from
+    ``fd``, so ``connection_lost`` runs at most once, nor when ``fd`` is a
+    :class:`ConnectionFd` of a connection that has closed already (its
+    number may belong to another connection now).  An exception from
     ``connection_lost`` propagates after the protocol has been unregistered.
     """
-    protocol = _protocols.pop(fd, None)
+    protocol = _registered(fd)
     if protocol is None:
         return
+    del _protocols[fd]
     protocol.closed = True
     protocol.connection_lost()
 
@@ -321,6 +450,9 @@ def signal_write_ready(fd: int) -> bool:
     thread has filled the protocol's :attr:`~Protocol.write_buffer`:
     :meth:`Protocol.write_ready` is then called when the descriptor is
     writable.  Callable from any thread.  Returns ``False`` when no connection
-    of this context has that descriptor.
+    of this context has that descriptor, and when ``fd`` is a
+    :class:`ConnectionFd` (``protocol.fd``) of a connection that has closed,
+    even if its number belongs to another connection by now.  A plain ``int``
+    cannot be checked that way: prefer :meth:`Protocol.signal_write_ready`.
     """
-    return _py_reactor.signal_write_ready(fd)
+    return _py_reactor.signal_write_ready(fd, _conn_id(fd))

@@ -4,12 +4,14 @@
 //! The interpreter is configured through `PyConfig`: isolated (no
 //! `PYTHON*` variables, no user site), no signal handlers, unbuffered stdio,
 //! and the home of the interpreter the port was built against, so it starts
-//! the same way whatever environment the VM gives it. It is never finalised:
-//! the port flushes Python's streams and exits.
+//! the same way whatever environment the VM gives it. On an orderly exit of
+//! `serve` it is finalised ([`finalize`]), so that `atexit` handlers run and
+//! open files are flushed.
 
 pub mod buffer;
 pub mod convert;
 pub mod native;
+pub mod timers;
 
 use std::ffi::{CString, NulError};
 use std::os::fd::RawFd;
@@ -106,8 +108,29 @@ pub fn redirect_streams(py: Python<'_>) -> Result<(), PythonError> {
         .map_err(|e| python_error(py, e))
 }
 
-/// Flushes Python's streams: the interpreter is never finalised, so this is
-/// the last chance for buffered output.
+/// Runs Python's own exit sequence, as a `python` process ending normally
+/// would: waits for the threads that are not daemons, runs the `atexit`
+/// handlers, flushes the standard streams, and finalises the interpreter,
+/// which closes (and so flushes) the files still open. Returns `false` when
+/// finalisation reported an error (a stream that could not be flushed).
+///
+/// Call last, on the main thread that initialised Python, after every
+/// connection got `connection_lost` and every Python object the port holds
+/// has been released: no Python may run afterwards. Its time is not bounded
+/// here: an `atexit` handler or a thread that never ends keeps the port
+/// alive until the VM kills it (the context's `stop_timeout`), or, when the
+/// VM is gone, until the lifeline's grace period ends.
+pub fn finalize() -> bool {
+    // SAFETY: called once, from the main thread, with no pyo3 GIL guard
+    // alive; the GIL state taken here is never released, because the
+    // interpreter no longer exists once `Py_FinalizeEx` has returned.
+    unsafe {
+        pyo3::ffi::PyGILState_Ensure();
+        pyo3::ffi::Py_FinalizeEx() == 0
+    }
+}
+
+/// Flushes Python's streams, for the exits that do not finalise Python.
 pub fn flush_streams(py: Python<'_>) {
     if let Ok(sys) = py.import("sys") {
         for name in ["stdout", "stderr"] {
@@ -278,6 +301,7 @@ pub struct Bridge {
     close_connection: Py<PyAny>,
     data_received: Py<PyString>,
     write_ready: Py<PyString>,
+    eof_received: Py<PyString>,
     /// The action names, interned: a protocol returning the module's
     /// constants or string literals returns these very objects, so most
     /// results are recognised by identity without reading the string.
@@ -293,16 +317,51 @@ impl Bridge {
             close_connection: get("close_connection")?,
             data_received: PyString::intern(py, "data_received").unbind(),
             write_ready: PyString::intern(py, "write_ready").unbind(),
+            eof_received: PyString::intern(py, "eof_received").unbind(),
             actions: ACTION_NAMES.map(|(name, action)| (PyString::intern(py, name).unbind(), action)),
         })
     }
 
-    /// Creates the protocol for a new connection on `fd` (factory, then
-    /// `connection_made`).
-    pub fn init_connection(&self, py: Python<'_>, fd: RawFd, client_info: &Term) -> Result<Py<PyAny>, CallbackError> {
+    /// Creates the protocol for the new connection `conn_id` on `fd`
+    /// (factory, then `connection_made`).
+    pub fn init_connection(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        conn_id: u64,
+        client_info: &Term,
+    ) -> Result<Py<PyAny>, CallbackError> {
         let info = term_to_py(py, client_info).map_err(|e| CallbackError::BadClientInfo(e.to_string()))?;
         before_callback();
-        self.init_connection.call1(py, (fd, info)).map_err(|e| callback_error(py, fd, e))
+        let result = self.init_connection.call1(py, (fd, info, conn_id));
+        crate::forkguard::exit_if_child("connection_made");
+        result.map_err(|e| callback_error(py, fd, e))
+    }
+
+    /// `protocol.eof_received()`: the peer of the connection on `fd` half-closed.
+    pub fn eof_received(&self, py: Python<'_>, fd: RawFd, protocol: &Py<PyAny>) -> Result<Action, CallbackError> {
+        before_callback();
+        let result = protocol.bind(py).call_method0(self.eof_received.bind(py));
+        self.action(py, fd, result)
+    }
+
+    /// `callback(*args)` of a timer, belonging to the connection on `fd`
+    /// (or to none, `fd` -1): `None` or the action it returned.
+    pub fn call_timer(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> Result<Option<Action>, CallbackError> {
+        before_callback();
+        match callback.call1(args) {
+            Ok(value) if value.is_none() => {
+                crate::forkguard::exit_if_child("a timer callback");
+                Ok(None)
+            }
+            result => self.action(py, fd, result).map(Some),
+        }
     }
 
     /// `protocol.data_received(ReactorBuffer(data))` for the connection on
@@ -329,10 +388,13 @@ impl Bridge {
 
     /// `erlang.reactor.close_connection(fd)`: `connection_lost` and unregistering.
     pub fn close_connection(&self, py: Python<'_>, fd: RawFd) -> Result<(), PythonError> {
-        self.close_connection.call1(py, (fd,)).map(|_| ()).map_err(|e| python_error(py, e))
+        let result = self.close_connection.call1(py, (fd,));
+        crate::forkguard::exit_if_child("connection_lost");
+        result.map(|_| ()).map_err(|e| python_error(py, e))
     }
 
     fn action(&self, py: Python<'_>, fd: RawFd, result: PyResult<Bound<'_, PyAny>>) -> Result<Action, CallbackError> {
+        crate::forkguard::exit_if_child("a protocol callback");
         let value = result.map_err(|e| callback_error(py, fd, e))?;
         if let Some((_, action)) = self.actions.iter().find(|(name, _)| value.is(name)) {
             return Ok(*action);
@@ -349,6 +411,7 @@ impl Bridge {
 }
 
 fn before_callback() {
+    crate::forkguard::exit_if_child("a Python call");
     if let Some(shared) = Shared::get() {
         shared.clear_write_failure();
     }

@@ -17,6 +17,7 @@ use pyo3::types::{PyByteArray, PyBytes};
 
 use super::buffer::ReactorBuffer;
 use super::convert::{py_to_term, Pid};
+use super::timers::{Owner, TimerHandle};
 use crate::message::{LogLevel, Notice};
 use crate::outbound::Outbound;
 use crate::readiness::Waker;
@@ -70,8 +71,10 @@ impl WriteFailure {
 #[derive(Debug, Default)]
 struct Wake {
     waker: Option<Arc<Waker>>,
-    /// Connections whose write interest Python asked to arm.
-    requested: Vec<RawFd>,
+    /// Connections whose write interest Python asked to arm, by descriptor
+    /// and connection id: the loop arms nothing if the descriptor belongs to
+    /// another connection by then.
+    requested: Vec<(RawFd, u64)>,
     /// Connection ids of the live connections, by descriptor.
     live: HashMap<RawFd, u64>,
 }
@@ -135,8 +138,22 @@ impl Shared {
         self.lock().live.remove(&fd);
     }
 
-    /// Takes the write-interest requests made since the last call.
-    pub fn take_write_requests(&self) -> Vec<RawFd> {
+    /// Whether `fd` is the descriptor of the open connection `conn_id`.
+    pub fn is_live(&self, fd: RawFd, conn_id: u64) -> bool {
+        self.lock().live.get(&fd) == Some(&conn_id)
+    }
+
+    /// Ends the loop's current or next wait (a timer set from another thread).
+    pub fn wake(&self) {
+        if let Some(waker) = &self.lock().waker {
+            // A failed wake-up only delays the timer until the next event.
+            let _ = waker.wake();
+        }
+    }
+
+    /// Takes the write-interest requests made since the last call, as
+    /// (descriptor, connection id).
+    pub fn take_write_requests(&self) -> Vec<(RawFd, u64)> {
         // Checked without the lock on every loop turn; a request that lands
         // just after the check has woken the loop, so the next turn takes it.
         if !self.write_requested.swap(false, Ordering::Acquire) {
@@ -149,12 +166,16 @@ impl Shared {
         self.wake.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn request_write(&self, fd: RawFd) -> bool {
+    /// Asks the loop to arm write interest on the connection on `fd`, the
+    /// connection `conn_id` when given: `false` when there is none (or `fd`
+    /// belongs to another connection by now).
+    fn request_write(&self, fd: RawFd, conn_id: Option<u64>) -> bool {
         let mut wake = self.lock();
-        if !wake.live.contains_key(&fd) {
+        let Some(&live) = wake.live.get(&fd) else { return false };
+        if conn_id.is_some_and(|id| id != live) {
             return false;
         }
-        wake.requested.push(fd);
+        wake.requested.push((fd, live));
         self.write_requested.store(true, Ordering::Release);
         if let Some(waker) = &wake.waker {
             // A failed wake-up only delays the write until the next event.
@@ -168,9 +189,26 @@ fn shared() -> PyResult<&'static Shared> {
     Shared::get().ok_or_else(|| PyOSError::new_err("the reactor is not running"))
 }
 
-/// One `read(2)`: `b''` on end of file, error or would-block.
+/// Refuses a call meant for the connection `conn_id` once `fd` no longer
+/// belongs to it (closed, its number perhaps reused by another connection).
+fn check_connection(fd: RawFd, conn_id: Option<u64>) -> PyResult<()> {
+    match (conn_id, Shared::get()) {
+        (Some(id), Some(s)) if !s.is_live(fd, id) => Err(PyOSError::new_err((
+            nix::errno::Errno::EBADF as i32,
+            format!("connection {id} (fd {fd}) is closed"),
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// One `read(2)`: `b''` on end of file, error or would-block, and when
+/// `conn_id` is given and `fd` no longer belongs to that connection.
 #[pyfunction]
-fn read(py: Python<'_>, fd: RawFd, size: usize) -> PyResult<Bound<'_, PyBytes>> {
+#[pyo3(signature = (fd, size, conn_id=None))]
+fn read(py: Python<'_>, fd: RawFd, size: usize, conn_id: Option<u64>) -> PyResult<Bound<'_, PyBytes>> {
+    if check_connection(fd, conn_id).is_err() {
+        return Ok(PyBytes::new(py, b""));
+    }
     let mut buf = vec![0u8; size];
     // SAFETY: the descriptor is only borrowed for the call; a bad number
     // gives EBADF, which reads as b''.
@@ -185,9 +223,13 @@ fn read(py: Python<'_>, fd: RawFd, size: usize) -> PyResult<Bound<'_, PyBytes>> 
     Ok(PyBytes::new(py, &buf[..n]))
 }
 
-/// One `write(2)` of a bytes-like object: bytes written, 0 when it would block.
+/// One `write(2)` of a bytes-like object: bytes written, 0 when it would
+/// block; `OSError` (`EBADF`) when `conn_id` is given and `fd` no longer
+/// belongs to that connection.
 #[pyfunction]
-fn write(fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+#[pyo3(signature = (fd, data, conn_id=None))]
+fn write(fd: RawFd, data: &Bound<'_, PyAny>, conn_id: Option<u64>) -> PyResult<usize> {
+    check_connection(fd, conn_id)?;
     // bytes and bytearray, the usual arguments, are read in place; anything
     // else goes through the buffer protocol.
     if let Ok(bytes) = data.cast::<PyBytes>() {
@@ -232,10 +274,38 @@ fn write_bytes(fd: RawFd, bytes: &[u8]) -> PyResult<usize> {
     }
 }
 
-/// Arms write interest for the connection on `fd` (after `"async_pending"`).
+/// Arms write interest for the connection on `fd` (after `"async_pending"`),
+/// only if it is the connection `conn_id` when that is given.
 #[pyfunction]
-fn signal_write_ready(fd: RawFd) -> PyResult<bool> {
-    Ok(shared()?.request_write(fd))
+#[pyo3(signature = (fd, conn_id=None))]
+fn signal_write_ready(fd: RawFd, conn_id: Option<u64>) -> PyResult<bool> {
+    Ok(shared()?.request_write(fd, conn_id))
+}
+
+/// `callback(*args)` in the loop thread after `delay` seconds; the timer
+/// belongs to the connection `conn_id` on `fd` when both are given.
+#[pyfunction]
+#[pyo3(signature = (delay, callback, args, fd=None, conn_id=None))]
+fn call_later(
+    py: Python<'_>,
+    delay: f64,
+    callback: Py<PyAny>,
+    args: Py<pyo3::types::PyTuple>,
+    fd: Option<RawFd>,
+    conn_id: Option<u64>,
+) -> PyResult<Py<TimerHandle>> {
+    let owner = match (fd, conn_id) {
+        (Some(fd), Some(conn_id)) => Some(Owner { fd, conn_id }),
+        (None, None) => None,
+        _ => return Err(PyValueError::new_err("fd and conn_id go together")),
+    };
+    super::timers::call_later(py, delay, callback, args, owner)
+}
+
+/// The clock of timers: `time.monotonic()`, in seconds.
+#[pyfunction]
+fn time() -> f64 {
+    super::timers::monotonic()
 }
 
 /// Watches `fd` for the context's asyncio loop: `events` is a `selectors`
@@ -319,6 +389,9 @@ pub fn _py_reactor(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_function(wrap_pyfunction!(write, m)?)?;
     m.add_function(wrap_pyfunction!(signal_write_ready, m)?)?;
+    m.add_class::<TimerHandle>()?;
+    m.add_function(wrap_pyfunction!(call_later, m)?)?;
+    m.add_function(wrap_pyfunction!(time, m)?)?;
     m.add_function(wrap_pyfunction!(send, m)?)?;
     m.add_function(wrap_pyfunction!(log, m)?)?;
     m.add_function(wrap_pyfunction!(aio_watch, m)?)?;

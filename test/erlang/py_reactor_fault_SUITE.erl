@@ -165,7 +165,10 @@ vm_sigkill_closes_port_and_peers(_Config) ->
          Other -> ct:fail({client_not_closed_in_time, Other})
      end || {Result, At} <- ClosedAt],
     false = os_pid_alive(PortOsPid),
-    false = os_pid_alive(list_to_integer(PeerOsPid)),
+    %% The kernel closes a dying process's descriptors (which ends the port)
+    %% before the process itself becomes a zombie; on a loaded machine the
+    %% VM's own exit can be the later of the two.
+    true = is_integer(await_gone(list_to_integer(PeerOsPid), now_ms() + 5000)),
     ok.
 
 %% Polls /proc until OsPid is gone; the time it went, or timeout.

@@ -267,14 +267,16 @@ fn nesting_beyond_the_limit_is_refused_for_lists_tuples_and_maps() {
             bin("len"),
             list(vec![nested(kind, 300)]),
         ]));
-        let text = p.wait_frame_error();
-        assert!(text.contains("nested deeper than 256"), "{kind}: frame_error {text:?}");
+        // Refused, and still answered: the caller does not wait for nothing.
+        let reply = p.wait_match(&tup(vec![atom("reply"), r.clone(), any()]));
+        let reason = &elems(&reply).unwrap()[2];
         assert!(
-            !p.history
-                .iter()
-                .any(|t| matches(t, &tup(vec![atom("reply"), r.clone(), any()]))),
-            "{kind}: the too-deep call was answered"
+            matches(reason, &tup(vec![atom("error"), tup(vec![atom("bad_term"), any()])])),
+            "{kind}: {}",
+            show(reason)
         );
+        let text = as_text(&elems(&elems(reason).unwrap()[1]).unwrap()[1]).unwrap();
+        assert!(text.contains("nested deeper than 256"), "{kind}: {text:?}");
         // 250 levels, plus the request's tuple and the argument list: served.
         let r = p.call("builtins", "len", vec![nested(kind, 250)]);
         let want = if kind == "list" { 2 } else { 1 };
@@ -359,39 +361,16 @@ fn right_tag_wrong_shape_is_refused_for_every_request() {
     let mut p = Port::start();
     let r = || int(77);
     let info = map(vec![]);
+    // No `Ref` (or connection id) to answer: a frame_error.
     let cases: Vec<(Term, &str)> = vec![
         (tup(vec![atom("setup")]), "setup"),
-        (tup(vec![atom("setup"), r()]), "setup"),
-        (tup(vec![atom("setup"), r(), map(vec![]), atom("extra")]), "setup"),
-        (tup(vec![atom("handoff"), int(1)]), "handoff"),
-        (
-            tup(vec![atom("handoff"), int(1), info.clone(), atom("extra")]),
-            "handoff",
-        ),
         (tup(vec![atom("handoff"), int(-1), info.clone()]), "handoff"),
         (tup(vec![atom("handoff"), int(0), info.clone()]), "handoff"),
         (tup(vec![atom("handoff"), pow2(64, false), info.clone()]), "handoff"),
         (tup(vec![atom("handoff"), bin("1"), info.clone()]), "handoff"),
         (tup(vec![atom("handoff"), float(1.0), info.clone()]), "handoff"),
         (tup(vec![atom("stats")]), "stats"),
-        (tup(vec![atom("stats"), r(), atom("extra")]), "stats"),
-        (tup(vec![atom("exec"), r()]), "exec"),
-        (tup(vec![atom("eval"), r(), bin("1"), atom("extra")]), "eval"),
-        (tup(vec![atom("call"), r(), bin("math"), bin("sqrt")]), "call"),
-        (
-            tup(vec![
-                atom("call"),
-                r(),
-                bin("math"),
-                bin("sqrt"),
-                list(vec![]),
-                list(vec![]),
-                atom("extra"),
-            ]),
-            "call",
-        ),
         (tup(vec![atom("stop")]), "stop"),
-        (tup(vec![atom("stop"), r(), atom("extra")]), "stop"),
         (list(vec![atom("stats"), r()]), "stats"),
         (tup(vec![bin("stats"), r()]), "stats"),
         (tup(vec![]), "{}"),
@@ -406,6 +385,37 @@ fn right_tag_wrong_shape_is_refused_for_every_request() {
         );
     }
     p.expect_no("a reply to a malformed request", Duration::from_millis(200), is_reply);
+    assert!(p.is_running(), "a malformed request stopped the port");
+
+    // The wrong number of fields after a `Ref`: the request is answered.
+    let answered: Vec<(Term, &str)> = vec![
+        (tup(vec![atom("setup"), r()]), "setup"),
+        (tup(vec![atom("setup"), r(), map(vec![]), atom("extra")]), "setup"),
+        (tup(vec![atom("stats"), r(), atom("extra")]), "stats"),
+        (tup(vec![atom("exec"), r()]), "exec"),
+        (tup(vec![atom("eval"), r(), bin("1"), atom("extra")]), "eval"),
+        (tup(vec![atom("call"), r(), bin("math"), bin("sqrt")]), "call"),
+        (
+            tup(vec![atom("call"), r(), bin("math"), bin("sqrt"), list(vec![]), list(vec![]), atom("extra")]),
+            "call",
+        ),
+        (tup(vec![atom("stop"), r(), atom("extra")]), "stop"),
+    ];
+    for (term, name) in &answered {
+        p.send_term(term);
+        let reply = p.wait_match(&tup(vec![atom("reply"), r(), any()]));
+        let reason = &elems(&reply).unwrap()[2];
+        assert!(bad_request(reason).contains(name), "{}: {}", show(term), show(reason));
+    }
+    // A handoff of the wrong shape that names its id: refused by id.
+    for term in [
+        tup(vec![atom("handoff"), int(1)]),
+        tup(vec![atom("handoff"), int(1), info.clone(), atom("extra")]),
+    ] {
+        p.send_term(&term);
+        let reason = p.wait_closed(1);
+        assert!(matches(&reason, &tup(vec![atom("bad_term"), any()])), "{}: {}", show(&term), show(&reason));
+    }
     assert!(p.is_running(), "a malformed request stopped the port");
 
     // The right shape with a field of the wrong kind: bad_request, naming it.

@@ -29,12 +29,29 @@ fn hello_announces_protocol_pid_socket_and_max_frame() {
 fn truncated_term_gives_frame_error_and_port_keeps_serving() {
     let mut p = set_up();
     let full = encode(&tup(vec![atom("stats"), int(1), bin("some payload")]));
-    p.send_frame(&full[..full.len() - 3]);
+    // Cut inside the request's name: nobody to answer, a frame_error.
+    p.send_frame(&full[..6]);
     let text = p.wait_frame_error();
     assert!(!text.is_empty(), "empty frame_error text");
     p.expect_no("reply to a truncated frame", std::time::Duration::from_millis(100), |t| {
         matches(t, &tup(vec![atom("reply"), int(1), any()]))
     });
+    assert!(p.stats().contains_key("active_connections"));
+}
+
+#[test]
+fn truncated_term_after_its_ref_is_answered() {
+    let mut p = set_up();
+    let full = encode(&tup(vec![atom("stats"), int(1), bin("some payload")]));
+    // The Ref is whole: its request gets the error.
+    p.send_frame(&full[..full.len() - 3]);
+    let r = p.wait_match(&tup(vec![atom("reply"), int(1), any()]));
+    let reason = &elems(&r).unwrap()[2];
+    assert!(
+        matches(reason, &tup(vec![atom("error"), tup(vec![atom("bad_term"), any()])])),
+        "{}",
+        show(reason)
+    );
     assert!(p.stats().contains_key("active_connections"));
 }
 

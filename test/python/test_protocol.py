@@ -195,13 +195,13 @@ def test_helpers_go_through_the_port_module(pair, monkeypatch) -> None:
     calls: list[tuple[str, int, object]] = []
     real_read, real_write = _py_reactor.read, _py_reactor.write
 
-    def read(fd: int, size: int) -> bytes:
+    def read(fd: int, size: int, conn_id: int | None = None) -> bytes:
         calls.append(("read", fd, size))
-        return real_read(fd, size)
+        return real_read(fd, size, conn_id)
 
-    def write(fd: int, data: object) -> int:
+    def write(fd: int, data: object, conn_id: int | None = None) -> int:
         calls.append(("write", fd, bytes(data)))  # type: ignore[call-overload]
-        return real_write(fd, data)
+        return real_write(fd, data, conn_id)
 
     monkeypatch.setattr(_py_reactor, "read", read)
     monkeypatch.setattr(_py_reactor, "write", write)

@@ -288,15 +288,17 @@ def test_fd_handed_over_again_replaces_the_stale_protocol() -> None:
 
 
 def test_signal_write_ready_delegates_to_the_port(monkeypatch) -> None:
-    calls: list[int] = []
+    calls: list[tuple[int, int | None]] = []
 
-    def fake(fd: int) -> bool:
-        calls.append(fd)
+    def fake(fd: int, conn_id: int | None = None) -> bool:
+        calls.append((fd, conn_id))
         return True
 
     monkeypatch.setattr(_py_reactor, "signal_write_ready", fake)
     assert reactor.signal_write_ready(12) is True
-    assert calls == [12]
+    # A descriptor the port gave a protocol carries its connection's id.
+    assert reactor.signal_write_ready(reactor.ConnectionFd(12, 7)) is True
+    assert calls == [(12, None), (12, 7)]
 
 
 def test_signal_write_ready_is_false_without_such_connection() -> None:

@@ -369,6 +369,9 @@ pub struct Opts {
     /// Replace the whole argument list (default:
     /// `serve --vm-pid <pid> --python-dir <repo>/python`).
     pub args: Option<Vec<OsString>>,
+    /// Start the port with this many descriptors at most (`RLIMIT_NOFILE`,
+    /// soft and hard), as `prlimit --nofile=N:N` would.
+    pub nofile: Option<u64>,
 }
 
 impl Default for Opts {
@@ -378,6 +381,7 @@ impl Default for Opts {
             connect_aux: true,
             env_clear: false,
             args: None,
+            nofile: None,
         }
     }
 }
@@ -485,6 +489,20 @@ impl Port {
             .stderr(Stdio::piped());
         if opts.env_clear {
             cmd.env_clear();
+        }
+        if let Some(n) = opts.nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = nix::libc::rlimit { rlim_cur: n as nix::libc::rlim_t, rlim_max: n as nix::libc::rlim_t };
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::last_os_error())
+                    }
+                });
+            }
         }
         let mut child = cmd.spawn().expect("spawn py_reactor_port");
         let stdin = child.stdin.take().unwrap();
