@@ -3,7 +3,8 @@
 #   make run     build everything, then serve the example on PORT (default 8080)
 #   make test    build everything, then run every linter and test suite
 #
-# Other targets: deps, port, build, lint, test-python, example-recording, clean,
+# Other targets: deps, port, build, lint, test-python, test-pythons (the port
+# built against each CPython 3.10 to 3.13), example-recording, clean,
 # soak (docs/soak.md), fuzz and fuzz-quick (docs/fuzzing.md), bench and
 # bench-quick (docs/performance.md).
 # Every recipe line is its own step; the first one that fails stops the run.
@@ -15,6 +16,9 @@ SHELL := bash
 
 PORT ?= 8080
 PYTHON ?= python3
+# The Python the port program embeds: an executable name or path (the
+# Python of the deployment; see README, "Choosing the Python").
+PY_REACTOR_PYTHON ?= python3
 CARGO ?= cargo
 REBAR3 ?= rebar3
 ERL ?= erl
@@ -23,8 +27,12 @@ ERLC ?= erlc
 # The interpreter the port embeds, named once for every cargo run. Without it
 # pyo3 looks for python3 on PATH and rebuilds whenever PATH changes, which
 # rebar3's pre-hook does (it puts the erts directories in front).
-PYO3_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
+PYO3_PYTHON ?= $(shell $(PY_REACTOR_PYTHON) -c 'import sys; print(sys.executable)')
 export PYO3_PYTHON
+# cargo's output directory; a different one per Python keeps builds for
+# several interpreters apart (make test-pythons).
+CARGO_TARGET_DIR ?= target
+export CARGO_TARGET_DIR
 
 PORT_BIN := priv/py_reactor_port
 PYTHON_SOURCES := python test/python examples bench fuzz
@@ -39,15 +47,24 @@ all: build
 deps:
 	./scripts/install-deps.sh
 
-## port: build the Rust port program and install it as priv/py_reactor_port
-## (rebar3 runs this itself before compiling, see rebar.config)
+## port: build the Rust port program and install it as priv/py_reactor_port,
+## with a copy of the `erlang` Python package as priv/python/erlang, so that
+## priv/ holds all the port needs at run time (in a release too). rebar3 runs
+## this itself before compiling, also when py_reactor is a dependency (see
+## rebar.config).
 port:
 	$(CARGO) build --release
 	install -d priv
 	@# Installed under a temporary name, then renamed: a port being started
 	@# meanwhile sees the old program or the new one, never half of one.
-	install -m 0755 target/release/py_reactor_port $(PORT_BIN).tmp
+	install -m 0755 $(CARGO_TARGET_DIR)/release/py_reactor_port $(PORT_BIN).tmp
 	mv -f $(PORT_BIN).tmp $(PORT_BIN)
+	rm -rf priv/python.tmp
+	install -d priv/python.tmp
+	cp -R python/erlang priv/python.tmp/erlang
+	find priv/python.tmp -name __pycache__ -prune -exec rm -rf {} +
+	rm -rf priv/python
+	mv priv/python.tmp priv/python
 
 ## build: dependencies, the port program and the OTP application
 build: deps port
@@ -67,8 +84,11 @@ test: build
 	$(MAKE) --no-print-directory fuzz-quick
 	$(PYTHON) -m ruff check $(PYTHON_SOURCES)
 	$(WITHIN_LIMIT) $(PORT_BIN) python -m pytest -q test/python
+	$(WITHIN_LIMIT) ./scripts/test-pythons.sh $(TEST_EXTRA_PYTHONS)
 	$(REBAR3) xref
 	$(REBAR3) dialyzer
+	@# The API documentation builds without a warning.
+	out=$$($(REBAR3) edoc 2>&1); echo "$$out"; ! grep -qiE 'warning|error' <<< "$$out"
 	$(WITHIN_LIMIT) $(REBAR3) eunit
 	$(WITHIN_LIMIT) $(REBAR3) ct
 
@@ -97,6 +117,16 @@ fuzz:
 	./scripts/install-fuzz-deps.sh
 	./scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
+## test-pythons: the port's test suites (cargo test) and the Python tests,
+## with the port built against each CPython of PYTHONS (default 3.10 to
+## 3.13; pythonX.Y on PATH or pyenv), each in target/python-X.Y.
+## `make test` runs it for TEST_EXTRA_PYTHONS, versions besides the default.
+PYTHONS ?= 3.10 3.11 3.12 3.13
+TEST_EXTRA_PYTHONS ?= 3.13
+.PHONY: test-pythons
+test-pythons:
+	./scripts/test-pythons.sh $(PYTHONS)
+
 ## test-python: only the Python tests, inside the port's interpreter
 test-python: port
 	$(PORT_BIN) python -m pytest -q test/python
@@ -106,14 +136,19 @@ run: build
 	@test -n "$(EXAMPLES_ERL)" || { echo "make run: no examples/*.erl to run" >&2; exit 1; }
 	install -d $(EXAMPLES_EBIN)
 	$(ERLC) -o $(EXAMPLES_EBIN) -pa _build/default/lib/py_reactor/ebin $(EXAMPLES_ERL)
-	$(ERL) -noshell -pa _build/default/lib/*/ebin -pa $(EXAMPLES_EBIN) \
+	@# +Bd: no BREAK menu, so the first Ctrl-C (SIGINT) ends the VM; the
+	@# port program sees its stdin close and stops too.
+	$(ERL) +Bd -noshell -pa _build/default/lib/*/ebin -pa $(EXAMPLES_EBIN) \
 	    -eval 'py_reactor_example:main($(PORT))'
 
-## example-recording: record examples/recordings/http_bug.rec again, a real
-## session of an HTTP protocol with a bug (see README.md, "Reproducing a
-## protocol bug offline")
+## example-recording: record a real session of an HTTP protocol with a bug
+## (see README.md, "Reproducing a protocol bug offline") into
+## RECORDING (default _build/recordings/http_bug.rec, which git ignores);
+## `make example-recording RECORDING=examples/recordings/http_bug.rec`
+## replaces the committed recording
+RECORDING ?= _build/recordings/http_bug.rec
 example-recording: build
-	escript examples/recordings/record_example.escript
+	escript examples/recordings/record_example.escript $(RECORDING)
 
 ## clean: remove every build output
 clean:
@@ -141,12 +176,15 @@ soak: build
 BENCH_EBIN := _build/bench/ebin
 
 ## bench: every workload against every system (py_reactor, asyncio, uvloop,
-## gen_tcp, native), alternating; writes bench/results/latest.json and .png
-## and the results section of docs/performance.md (about 10 minutes)
+## gen_tcp, native), alternating; updates the committed results:
+## bench/results/latest.json and .png and the results section of
+## docs/performance.md (about 10 minutes)
 bench: bench-prepare
-	$(PYTHON) bench/run.py
+	$(PYTHON) bench/run.py --update-committed
 
-## bench-quick: the same workloads with fewer and shorter runs (under 2 minutes)
+## bench-quick: the same workloads with fewer and shorter runs (under 2
+## minutes); writes _build/bench/results/latest.json and .png, which git
+## ignores, and changes no committed file
 bench-quick: bench-prepare
 	$(PYTHON) bench/run.py --quick
 

@@ -20,5 +20,7 @@ fn main() {
     let prefix = String::from_utf8(output.stdout).expect("non-UTF-8 Python prefix");
     println!("cargo:rustc-env=PY_REACTOR_PYTHON_EXECUTABLE={executable}");
     println!("cargo:rustc-env=PY_REACTOR_PYTHON_HOME={}", prefix.trim());
+    // The `python` option of a context must name a Python of this minor version.
+    println!("cargo:rustc-env=PY_REACTOR_PYTHON_VERSION={}.{}", config.version().major, config.version().minor);
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
 }

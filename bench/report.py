@@ -24,7 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SYSTEMS = ["py_reactor", "asyncio", "uvloop", "gen_tcp", "native"]
+SYSTEMS = ["py_reactor", "asyncio", "uvloop", "gen_tcp", "native", "gunicorn", "granian"]
 
 COLORS = {
     "py_reactor": "#d62728",
@@ -32,6 +32,8 @@ COLORS = {
     "uvloop": "#9467bd",
     "gen_tcp": "#2ca02c",
     "native": "#7f7f7f",
+    "gunicorn": "#8c564b",
+    "granian": "#ff7f0e",
 }
 
 PIN_SHORT = {"split": "split", "same_core": "same core"}
@@ -52,18 +54,34 @@ class Target:
     op: str  # "<=" or ">="
     factor: float  # times the reference system's value, or the bound itself
     reference: str | None  # None: `factor` is an absolute bound
+    reference_metric: str | None = None  # the reference's metric, if not `metric`
 
     def describe(self) -> str:
+        whose = (
+            self.reference
+            if self.reference_metric is None
+            else (f"{self.reference} {self.reference_metric}")
+        )
         if self.reference is None:
             bound = f"{self.factor:,.0f}"
         elif self.factor == 1:
-            bound = f"{self.reference}'s"
+            bound = f"{whose}'s"
         else:
-            bound = f"{self.factor:g}x {self.reference}'s"
+            bound = f"{self.factor:g}x {whose}'s"
         return f"{self.workload} {self.metric} [{self.pinning}] {self.op} {bound}"
+
+    def reference_key(self) -> tuple[str, str, str, str]:
+        """The (workload, pinning, metric, system) of the reference figure."""
+        return (
+            self.workload,
+            self.pinning,
+            self.reference_metric or self.metric,
+            self.reference or "",
+        )
 
 
 NIF_SIZES = (64, 1024, 16384)
+LISTENER_MODES = ("listener_vm", "listener_port")
 
 TARGETS = [
     Target("http_keepalive", "cpu_us_per_req", "split", "<=", 1.0, "uvloop"),
@@ -75,6 +93,10 @@ TARGETS = [
     Target("bulk_1mib", "mb_per_s", "split", ">=", 0.7, "native"),
     Target("lifecycle", "us_per_op", "split", "<=", 1.3, "gen_tcp"),
     Target("idle_memory", "rss_bytes_per_conn", "split", "<=", 1.0, "asyncio"),
+    Target("wsgi_hello", "req_per_s", "split", ">=", 1.0, "granian"),
+    Target("wsgi_hello", "cpu_us_per_req", "split", "<=", 1.0, "granian"),
+    Target("wsgi_flask", "req_per_s", "split", ">=", 1.0, "granian"),
+    Target("wsgi_flask", "req_per_s", "split", ">=", 5.0, "gunicorn"),
     *(
         Target("nif_bench", f"persistent_{size}_ops_per_s", pinning, ">=", 25_000, None)
         for pinning in ("split", "same_core")
@@ -84,6 +106,23 @@ TARGETS = [
         Target("nif_bench", f"lifecycle_{size}_ops_per_s", pinning, ">=", 4_500, None)
         for pinning in ("split", "same_core")
         for size in NIF_SIZES
+    ),
+    # Through a listener (the `listener` workload of bench/run.py).
+    Target("lifecycle", "listener_port_us_per_op", "split", "<=", 1.2, "native", "us_per_op"),
+    Target("lifecycle", "listener_vm_us_per_op", "split", "<=", 1.0, "gen_tcp", "us_per_op"),
+    *(
+        Target("nif_bench", f"{mode}_lifecycle_{size}_ops_per_s", "split", ">=", 4_500, None)
+        for mode in LISTENER_MODES
+        for size in NIF_SIZES
+    ),
+    Target(
+        "http_keepalive",
+        "contexts_2_cpu_us_per_req",
+        "split",
+        "<=",
+        1.1,
+        "py_reactor",
+        "contexts_1_cpu_us_per_req",
     ),
 ]
 
@@ -110,7 +149,7 @@ def evaluate_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             reference_value: float | None = None
             bound: float | None = t.factor
         else:
-            ref = by_key.get((t.workload, t.pinning, t.metric, t.reference))
+            ref = by_key.get(t.reference_key())
             reference_value = ref["value"] if ref else None
             bound = None if reference_value is None else t.factor * reference_value
         met = None
@@ -344,8 +383,16 @@ def panels() -> list[Panel]:
             "Lifecycle: connect, accept (+handoff), echo, close",
             "µs/operation",
             "lower",
-            [("", "lifecycle", "split", "us_per_op")],
-            targets=(by["lifecycle", "us_per_op", "split"],),
+            [
+                ("handoff", "lifecycle", "split", "us_per_op"),
+                ("listener\naccept=vm", "lifecycle", "split", "listener_vm_us_per_op"),
+                ("listener\naccept=port", "lifecycle", "split", "listener_port_us_per_op"),
+            ],
+            targets=(
+                by["lifecycle", "us_per_op", "split"],
+                by["lifecycle", "listener_vm_us_per_op", "split"],
+                by["lifecycle", "listener_port_us_per_op", "split"],
+            ),
         ),
         Panel(
             "Idle memory, 10,000 connections",
@@ -387,13 +434,48 @@ def panels() -> list[Panel]:
             ],
             targets=tuple(t for t in TARGETS if t.metric.startswith("lifecycle_")),
         ),
+        Panel(
+            "nif_bench: full lifecycle through a listener (split)",
+            "operations/s",
+            "higher",
+            [
+                (
+                    f"{size} B\naccept={mode.removeprefix('listener_')}",
+                    "nif_bench",
+                    "split",
+                    f"{mode}_lifecycle_{size}_ops_per_s",
+                )
+                for mode in LISTENER_MODES
+                for size in NIF_SIZES
+            ],
+            targets=tuple(t for t in TARGETS if t.metric.startswith(LISTENER_MODES)),
+        ),
+        Panel(
+            "HTTP keep-alive through a listener: CPU per request (VM + ports)",
+            "µs/request",
+            "lower",
+            [
+                ("1 context", "http_keepalive", "split", "contexts_1_cpu_us_per_req"),
+                ("2 contexts", "http_keepalive", "split", "contexts_2_cpu_us_per_req"),
+            ],
+            targets=(by["http_keepalive", "contexts_2_cpu_us_per_req", "split"],),
+        ),
+        Panel(
+            "HTTP keep-alive through a listener: throughput",
+            "requests/s",
+            "higher",
+            [
+                ("1 context", "http_keepalive", "split", "contexts_1_req_per_s"),
+                ("2 contexts", "http_keepalive", "split", "contexts_2_req_per_s"),
+            ],
+        ),
     ]
 
 
 def target_bound(t: Target, by_key: dict[Key, dict[str, Any]]) -> float | None:
     if t.reference is None:
         return t.factor
-    ref = by_key.get((t.workload, t.pinning, t.metric, t.reference))
+    ref = by_key.get(t.reference_key())
     return None if ref is None else t.factor * ref["value"]
 
 

@@ -11,7 +11,14 @@ Systems (each runs the same protocol logic, see bench/protocols/):
   (bench/servers/asyncio_server.py);
 - ``gen_tcp``: a plain Erlang server, one process per connection
   (bench/servers/bench_gen_tcp_server.erl);
-- ``native``: a Rust epoll server with no Python (bench/native).
+- ``native``: a Rust epoll server with no Python (bench/native);
+- ``gunicorn``, ``granian``: the WSGI workloads only (``wsgi_hello``,
+  ``wsgi_flask``), where ``py_reactor`` serves the same WSGI applications
+  (bench/servers/wsgi_peer_server.py, bench/protocols/wsgi_bench_apps.py).
+
+The ``listener`` workload runs py_reactor through ``py_reactor:start_listener/2``
+(bench/servers/bench_py_reactor_listener.erl): lifecycle and nif_bench's
+lifecycle in both accept modes, and http_keepalive with 1 and 2 contexts.
 
 Workloads are run one after the other; within a workload every run visits
 every system, in an order rotated from run to run, so that the machine's drift
@@ -19,11 +26,13 @@ hits all alike. The servers run on CPU 1 and the load generators (wrk,
 bench/native's bench_load, the nif_bench Erlang client) on CPU 0 (taskset);
 the ping-pong workloads are also run with both on CPU 0 ("same_core").
 
-Writes bench/results/latest.json (``machine``, ``run``, ``results``: a list of
-``{"workload", "system", "metric", "value", ...}`` objects, ``targets``),
-bench/results/latest.png, and the results section of docs/performance.md, and
-prints the tables. Exits 1 if any measurement failed (the others are still
-written).
+Writes a result file (``machine``, ``run``, ``results``: a list of
+``{"workload", "system", "metric", "value", ...}`` objects, ``targets``) and
+its chart, and prints the tables. By default they go to _build/bench/results/
+(ignored by git), and no committed file changes; ``--update-committed`` (what
+``make bench`` passes) writes bench/results/latest.json, bench/results/latest.png
+and the results section of docs/performance.md instead. Exits 1 if any
+measurement failed (the others are still written).
 """
 
 from __future__ import annotations
@@ -53,6 +62,10 @@ import report
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+# Results under version control, written only with --update-committed.
+COMMITTED_RESULTS = BENCH / "results"
+# Where exploratory runs write by default: ignored by git.
+LOCAL_RESULTS = ROOT / "_build/bench/results"
 PROTOCOLS = BENCH / "protocols"
 NATIVE_BIN = BENCH / "native/target/release"
 APP_EBIN = ROOT / "_build/default/lib/py_reactor/ebin"
@@ -74,7 +87,24 @@ WORKLOADS = [
     "lifecycle",
     "nif_bench",
     "idle_memory",
+    "wsgi_hello",
+    "wsgi_flask",
+    "listener",
 ]
+# py_reactor served through a listener (bench/servers/bench_py_reactor_listener.erl):
+# server name -> (accept mode, contexts). Their figures are py_reactor's, under
+# metric names that say which listener (see listener_workloads).
+LISTENERS = {
+    "listener_vm": ("vm", 1),
+    "listener_port": ("port", 1),
+    "listener_1ctx": ("vm", 1),
+    "listener_2ctx": ("vm", 2),
+}
+# The WSGI workloads run against the Python web servers instead of the
+# protocol systems: gunicorn (1 worker, gthread) and granian (1 worker,
+# --interface wsgi), serving the same applications (bench/protocols/wsgi_bench_apps.py).
+WSGI_WORKLOADS = ["wsgi_hello", "wsgi_flask"]
+WSGI_SYSTEMS = ["py_reactor", "gunicorn", "granian"]
 START_TIMEOUT = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -213,6 +243,23 @@ class Server:
                 "0",
                 str(PROTOCOLS),
             ]
+        if self.system in LISTENERS:
+            accept, contexts = LISTENERS[self.system]
+            return [
+                *erl,
+                "-pa",
+                str(APP_EBIN),
+                "-pa",
+                str(BENCH_EBIN),
+                "-run",
+                "bench_py_reactor_listener",
+                "main",
+                self.proto,
+                "0",
+                str(PROTOCOLS),
+                accept,
+                str(contexts),
+            ]
         if self.system == "gen_tcp":
             return [
                 *erl,
@@ -224,6 +271,10 @@ class Server:
                 self.proto,
                 "0",
             ]
+        if self.system in ("gunicorn", "granian"):
+            script = BENCH / "servers/wsgi_peer_server.py"
+            app = self.proto.removeprefix("wsgi_")
+            return [sys.executable, str(script), "--server", self.system, "--app", app]
         if self.system in ("asyncio", "uvloop"):
             script = BENCH / "servers/asyncio_server.py"
             return [sys.executable, str(script), "--loop", self.system, "--proto", self.proto]
@@ -248,12 +299,22 @@ class Server:
         assert self.popen is not None
         while True:
             text = self.logfile.read_text(errors="replace")
-            match = re.search(r"^READY (\d+) (\d+)(?: (\d+))?$", text, re.MULTILINE)
+            peer = re.search(r"^READY (\d+)((?: \d+)+)$", text, re.MULTILINE)
+            if peer and self.system in ("gunicorn", "granian"):
+                self.port = int(peer.group(1))
+                pids = [int(p) for p in peer.group(2).split()]
+                self.pids = {f"server{i}": pid for i, pid in enumerate(pids)}
+                return
+            match = re.search(r"^READY (\d+) (\d+)((?: \d+)*)$", text, re.MULTILINE)
             if match:
                 self.port = int(match.group(1))
                 self.pids = {"server": int(match.group(2))}
-                if match.group(3):
-                    self.pids = {"vm": int(match.group(2)), "port": int(match.group(3))}
+                ports = [int(p) for p in match.group(3).split()]
+                if ports:
+                    # A VM and its port programs: "port", then "port2", "port3", ...
+                    self.pids = {"vm": int(match.group(2))}
+                    for i, pid in enumerate(ports):
+                        self.pids["port" if i == 0 else f"port{i + 1}"] = pid
                 return
             if self.popen.poll() is not None:
                 raise BenchError(
@@ -289,14 +350,16 @@ class Server:
                 self.popen.kill()
                 self.popen.wait()
         # The port program ends on end of file on its stdin, once the VM is gone.
-        port = self.pids.get("port")
         deadline = time.monotonic() + 10
-        while port and alive(port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if port and alive(port):
-            log(f"py_reactor port {port} still running after its VM: killed")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(port, signal.SIGKILL)
+        for name, port in self.pids.items():
+            if not name.startswith("port"):
+                continue
+            while alive(port) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if alive(port):
+                log(f"py_reactor port {port} still running after its VM: killed")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(port, signal.SIGKILL)
         self.popen = None
 
 
@@ -519,6 +582,41 @@ def http_keepalive(results: Results, cfg: Config, systems: list[str], logdir: Pa
         alternate(results, "http_keepalive", systems, cfg.http_runs, measure)
 
 
+def wsgi_workload(
+    results: Results, cfg: Config, systems: list[str], workload: str, logdir: Path
+) -> None:
+    """wrk -c50 on keep-alive connections against a WSGI application; CPU
+    time per request of every process of the server (for py_reactor, the port
+    program and the VM apart, and together)."""
+    with servers(systems, workload, logdir) as running:
+
+        def measure(system: str) -> None:
+            server = running[system]
+            server.check_alive()
+            wrk(server.port, cfg.http_warmup_seconds)
+            before = {name: cpu_seconds(pid) for name, pid in server.pids.items()}
+            got = wrk(server.port, cfg.http_seconds)
+            after = {name: cpu_seconds(pid) for name, pid in server.pids.items()}
+            server.check_alive()
+            if got["errors"]:
+                raise BenchError(f"wrk reported {got['errors']} errors")
+            if not got["requests"]:
+                raise BenchError("wrk made no request")
+            cpu = {name: (after[name] - before[name]) * 1e6 / got["requests"] for name in before}
+            add = results.add
+            add(workload, "split", system, "req_per_s", got["req_per_s"], "req/s", "higher")
+            if system == "py_reactor":
+                add(workload, "split", system, "cpu_us_per_req", cpu["port"], "us", "lower",
+                    process="py_reactor_port (the port program)")
+                add(workload, "split", system, "total_cpu_us_per_req", cpu["port"] + cpu["vm"],
+                    "us", "lower", process="port program + Erlang VM")
+            else:
+                add(workload, "split", system, "cpu_us_per_req", sum(cpu.values()), "us",
+                    "lower", process="every process of the server")
+
+        alternate(results, workload, systems, cfg.http_runs, measure)
+
+
 def echo_workloads(
     results: Results, cfg: Config, systems: list[str], workloads: list[str], logdir: Path
 ) -> None:
@@ -616,6 +714,99 @@ def echo_workloads(
             elif workload == "nif_bench":
                 nif_bench("split")
                 nif_bench("same_core")
+
+
+def listener_workloads(results: Results, cfg: Config, logdir: Path) -> None:
+    """py_reactor through a listener, recorded as py_reactor's figures of the
+    lifecycle, nif_bench and http_keepalive workloads under metric names that
+    name the listener: ``listener_vm_us_per_op``, ``listener_port_us_per_op``
+    (one context, each accept mode), ``listener_vm_lifecycle_64_ops_per_s``, ...
+    (nif_bench's client against the listener) and ``contexts_1_req_per_s``,
+    ``contexts_2_cpu_us_per_req``, ... (HTTP, accept => vm, 1 and 2 contexts;
+    the CPU of the VM and every port program together)."""
+    modes = ["listener_vm", "listener_port"]
+    with servers(modes, "echo", logdir) as running:
+
+        def lifecycle(name: str) -> None:
+            server = running[name]
+            server.check_alive()
+            got = bench_load(
+                "lifecycle",
+                server.port,
+                LOAD_CPU,
+                size=64,
+                count=cfg.lifecycle_count,
+                warmup=cfg.lifecycle_warmup,
+            )
+            results.add(
+                "lifecycle",
+                "split",
+                "py_reactor",
+                f"{name}_us_per_op",
+                got["us_per_op"],
+                "us",
+                "lower",
+            )
+            results.add(
+                "lifecycle", "split", "py_reactor", f"{name}_p50_us", got["p50_us"], "us", "lower"
+            )
+
+        def nif_bench(name: str) -> None:
+            server = running[name]
+            server.check_alive()
+            erl = ["erl", "-noshell", "+Bd", "-pa", str(BENCH_EBIN)]
+            counts = [str(cfg.nif_messages), str(cfg.nif_lifecycles)]
+            cmd = [*erl, "-run", "bench_nif", "main", "remote", str(server.port), *counts]
+            out = run_load(cmd, LOAD_CPU, 300)
+            found = re.findall(r"^RESULT lifecycle (\d+) ([\d.]+)$", out, re.M)
+            if len(found) != 3:
+                raise BenchError(f"unexpected nif_bench output: {out}")
+            for size, ops in found:
+                metric = f"{name}_lifecycle_{size}_ops_per_s"
+                results.add(
+                    "nif_bench", "split", "py_reactor", metric, float(ops), "ops/s", "higher"
+                )
+
+        alternate(results, "lifecycle [listener]", modes, cfg.runs, lifecycle)
+        alternate(results, "nif_bench [listener]", modes, cfg.nif_runs, nif_bench)
+
+    pools = ["listener_1ctx", "listener_2ctx"]
+    with servers(pools, "http", logdir) as running:
+
+        def http(name: str) -> None:
+            server = running[name]
+            server.check_alive()
+            wrk(server.port, cfg.http_warmup_seconds)
+            before = sum(cpu_seconds(pid) for pid in server.pids.values())
+            got = wrk(server.port, cfg.http_seconds)
+            after = sum(cpu_seconds(pid) for pid in server.pids.values())
+            server.check_alive()
+            if got["errors"] or not got["requests"]:
+                raise BenchError(f"wrk: {got['errors']} errors, {got['requests']} requests")
+            contexts = LISTENERS[name][1]
+            cpu = (after - before) * 1e6 / got["requests"]
+            add = results.add
+            add(
+                "http_keepalive",
+                "split",
+                "py_reactor",
+                f"contexts_{contexts}_req_per_s",
+                got["req_per_s"],
+                "req/s",
+                "higher",
+            )
+            add(
+                "http_keepalive",
+                "split",
+                "py_reactor",
+                f"contexts_{contexts}_cpu_us_per_req",
+                cpu,
+                "us",
+                "lower",
+                process="beam.smp + every port program",
+            )
+
+        alternate(results, "http_keepalive [listener]", pools, cfg.http_runs, http)
 
 
 def idle_memory(results: Results, cfg: Config, systems: list[str], logdir: Path) -> None:
@@ -735,6 +926,9 @@ def machine_info() -> dict[str, Any]:
         "erlang": erlang,
         "rust": command_output(["rustc", "--version"]),
         "uvloop": package_version("uvloop"),
+        "gunicorn": package_version("gunicorn"),
+        "granian": package_version("granian"),
+        "flask": package_version("flask"),
         "matplotlib": package_version("matplotlib"),
         "wrk": command_output(["wrk", "-v"]).split(" Copyright")[0],
     }
@@ -778,6 +972,7 @@ def check_prerequisites() -> None:
             BENCH_EBIN / "bench_nif.beam",
             BENCH_EBIN / "bench_gen_tcp_server.beam",
             BENCH_EBIN / "bench_py_reactor_server.beam",
+            BENCH_EBIN / "bench_py_reactor_listener.beam",
         )
         if not path.exists()
     ]
@@ -789,6 +984,24 @@ def check_prerequisites() -> None:
         )
     if (os.cpu_count() or 1) < 2:
         sys.exit("bench: needs at least 2 CPUs (the server on CPU 1, the load generator on CPU 0)")
+
+
+def output_paths(
+    update_committed: bool, out: str | None, chart: str | None, docs: str | None
+) -> tuple[Path, Path, Path | None]:
+    """Where a run writes: (result file, chart, docs page or None).
+
+    Paths given win; the others are the committed files with
+    ``update_committed``, else files under _build/bench/results/, ignored by
+    git, and no docs page.
+    """
+    base = COMMITTED_RESULTS if update_committed else LOCAL_RESULTS
+    default_docs = ROOT / "docs/performance.md" if update_committed else None
+    return (
+        Path(out) if out else base / "latest.json",
+        Path(chart) if chart else base / "latest.png",
+        Path(docs) if docs else default_docs,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -805,14 +1018,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workloads", help=f"comma-separated subset of {','.join(WORKLOADS)}")
     parser.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEMS)}")
-    parser.add_argument("--out", default=str(BENCH / "results/latest.json"), help="result file")
-    parser.add_argument("--chart", default=str(BENCH / "results/latest.png"), help="chart file")
     parser.add_argument(
-        "--docs", default=str(ROOT / "docs/performance.md"), help="docs page to update"
+        "--update-committed",
+        action="store_true",
+        help="write the committed results: bench/results/latest.json and .png and the results "
+        "section of docs/performance.md (what `make bench` does)",
     )
-    parser.add_argument("--no-docs", action="store_true", help="leave docs/performance.md alone")
+    parser.add_argument(
+        "--out", help=f"result file (default {LOCAL_RESULTS / 'latest.json'}, or the committed one)"
+    )
+    parser.add_argument(
+        "--chart", help=f"chart file (default {LOCAL_RESULTS / 'latest.png'}, or the committed one)"
+    )
+    parser.add_argument(
+        "--docs", help="docs page whose results section to update (default: none, or "
+        "docs/performance.md with --update-committed)"
+    )
+    parser.add_argument("--no-docs", action="store_true", help="update no docs page")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     args = parser.parse_args(argv)
+    args.out, args.chart, docs = output_paths(
+        args.update_committed, args.out, args.chart, args.docs
+    )
+    if args.no_docs:
+        docs = None
+    args.docs, args.no_docs = str(docs) if docs else None, docs is None
 
     cfg = QUICK if args.quick else FULL
     if args.runs:
@@ -830,11 +1060,25 @@ def main(argv: list[str] | None = None) -> int:
     date = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     logdir = Path(tempfile.mkdtemp(prefix="py_reactor_bench."))
     results = Results()
-    echo = [w for w in WORKLOADS if w in workloads and w not in ("http_keepalive", "idle_memory")]
+    echo = [
+        w
+        for w in WORKLOADS
+        if w in workloads and w not in ("http_keepalive", "idle_memory", "listener", *WSGI_WORKLOADS)
+    ]
+    wsgi_systems = [s for s in WSGI_SYSTEMS if s in systems]
+    systems = [s for s in systems if s not in ("gunicorn", "granian")]
     groups: list[tuple[str, Callable[[], None]]] = [
         ("http_keepalive", lambda: http_keepalive(results, cfg, systems, logdir)),
         (",".join(echo), lambda: echo_workloads(results, cfg, systems, echo, logdir)),
         ("idle_memory", lambda: idle_memory(results, cfg, systems, logdir)),
+        (
+            "listener" if "py_reactor" in systems else "",
+            lambda: listener_workloads(results, cfg, logdir),
+        ),
+        *(
+            (w, lambda w=w: wsgi_workload(results, cfg, wsgi_systems, w, logdir))
+            for w in WSGI_WORKLOADS
+        ),
     ]
     try:
         for name, run_group in groups:
@@ -877,6 +1121,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     print(report.text_tables(data))
+    Path(args.chart).parent.mkdir(parents=True, exist_ok=True)
     report.draw_chart(data, Path(args.chart))
     if not args.no_docs:
         docs = Path(args.docs)

@@ -1,9 +1,9 @@
 %% @doc Runnable servers built on `py_reactor': the specification's HTTP and
 %% echo examples.
 %%
-%% A `gen_tcp' acceptor accepts connections on 127.0.0.1 and hands each one
-%% to a reactor context with {@link py_reactor_context:handoff_socket/3};
-%% the context's port program runs the Python protocol from `examples/'
+%% A listener ({@link py_reactor:start_listener/2}) accepts connections on
+%% 127.0.0.1 and places each one on one of its contexts (one per scheduler);
+%% each context's port program runs the Python protocol from `examples/'
 %% (`http_protocol.py' or `echo_protocol.py', which set the protocol factory
 %% when imported).
 %%
@@ -28,9 +28,7 @@
 -type kind() :: http | echo.
 -type server() :: #{kind := kind(),
                     port := inet:port_number(),
-                    context := atom(),
-                    context_id := term(),
-                    acceptor := pid()}.
+                    listener := term()}.
 -export_type([kind/0, server/0]).
 
 %% @doc Runs the HTTP example on 127.0.0.1:`Port' and never returns.
@@ -48,46 +46,28 @@ echo(Port) ->
 %% @doc Starts an example server on 127.0.0.1:`Port' (0 picks a free port)
 %% and returns at once.
 %%
-%% Starts the `py_reactor' application, a context supervised by
-%% {@link py_reactor_sup} (registered as `py_reactor_example_KIND_PORT', so the
-%% acceptor finds it again after a restart) and an acceptor process that
-%% owns the listening socket.
+%% Starts the `py_reactor' application and a listener named
+%% `{py_reactor_example, Kind, Port}' with as many contexts as schedulers.
 -spec start(kind(), inet:port_number()) -> {ok, server()} | {error, term()}.
 start(Kind, Port) when (Kind =:= http orelse Kind =:= echo), is_integer(Port) ->
     {ok, _} = application:ensure_all_started(py_reactor),
-    ListenOpts = [binary, {active, false}, {reuseaddr, true}, {ip, {127, 0, 0, 1}},
-                  {backlog, 1024}],
-    case gen_tcp:listen(Port, ListenOpts) of
-        {ok, LSock} ->
-            {ok, ActualPort} = inet:port(LSock),
-            Name = list_to_atom(lists:concat([?MODULE, "_", Kind, "_", ActualPort])),
-            Id = {?MODULE, Kind, ActualPort},
-            Opts = #{python_path => [examples_dir()],
-                     setup_code => setup_code(Kind),
-                     name => Name},
-            case py_reactor_sup:start_context(Id, worker, Opts) of
-                {ok, _Ctx} ->
-                    Acceptor = start_acceptor(LSock, Name),
-                    {ok, #{kind => Kind, port => ActualPort, context => Name,
-                           context_id => Id, acceptor => Acceptor}};
-                {error, Reason} ->
-                    ok = gen_tcp:close(LSock),
-                    {error, Reason}
-            end;
+    Name = {?MODULE, Kind, make_ref()},
+    Opts = #{ip => {127, 0, 0, 1},
+             port => Port,
+             context_opts => #{python_path => [examples_dir()],
+                               setup_code => setup_code(Kind)}},
+    case py_reactor:start_listener(Name, Opts) of
+        {ok, _} ->
+            {ok, #{kind => Kind, port => py_reactor:get_port(Name), listener => Name}};
         {error, Reason} ->
-            {error, {listen, Reason}}
+            {error, Reason}
     end.
 
-%% @doc Stops a server started with {@link start/2}: the acceptor (closing
-%% the listening socket) and the context (closing its connections).
+%% @doc Stops a server started with {@link start/2}: the listener stops
+%% accepting, lets open connections finish, then stops its contexts.
 -spec stop(server()) -> ok.
-stop(#{acceptor := Acceptor, context_id := Id}) ->
-    MRef = monitor(process, Acceptor),
-    exit(Acceptor, shutdown),
-    receive
-        {'DOWN', MRef, process, Acceptor, _} -> ok
-    end,
-    case py_reactor_sup:stop_context(Id) of
+stop(#{listener := Name}) ->
+    case py_reactor:stop_listener(Name) of
         ok -> ok;
         {error, not_found} -> ok
     end.
@@ -128,33 +108,3 @@ setup_code(http) ->
     <<"import http_protocol\n">>;
 setup_code(echo) ->
     <<"import echo_protocol\n">>.
-
-start_acceptor(LSock, Ctx) ->
-    Acceptor = spawn(fun() ->
-        receive
-            {go, LSock} -> accept_loop(LSock, Ctx)
-        end
-    end),
-    ok = gen_tcp:controlling_process(LSock, Acceptor),
-    Acceptor ! {go, LSock},
-    Acceptor.
-
-accept_loop(LSock, Ctx) ->
-    case gen_tcp:accept(LSock) of
-        {ok, Sock} ->
-            case py_reactor_context:handoff_socket(Ctx, Sock, #{}) of
-                ok ->
-                    ok;
-                {error, Reason} ->
-                    %% The socket is still ours: refuse the connection.
-                    logger:warning("py_reactor_example: handoff refused: ~p", [Reason]),
-                    ok = gen_tcp:close(Sock)
-            end,
-            accept_loop(LSock, Ctx);
-        {error, closed} ->
-            ok;
-        {error, Reason} ->
-            logger:error("py_reactor_example: accept failed: ~p", [Reason]),
-            receive after 100 -> ok end,
-            accept_loop(LSock, Ctx)
-    end.

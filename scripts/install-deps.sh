@@ -2,8 +2,10 @@
 # Installs what building and testing py_reactor needs, and only what is
 # missing; safe to run again (`make deps` runs it before every build).
 #
-#   - Erlang/OTP with erts headers, rebar3, Common Test, EUnit and Dialyzer
-#     (Debian packages; `apt-get update` first, only when something is missing)
+#   - Erlang/OTP with erts headers, rebar3, Common Test, EUnit and Dialyzer,
+#     and Elixir with mix (the tests build a mix project depending on
+#     py_reactor) (Debian packages; `apt-get update` first, only when
+#     something is missing)
 #   - the Python tools pinned in requirements-dev.txt (pytest, ruff), with pip,
 #     into the same python3 that the port program is built against
 #
@@ -15,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON=${PYTHON:-python3}
 REQUIREMENTS=requirements-dev.txt
-APT_PACKAGES=(erlang-nox erlang-dev rebar3 erlang-common-test erlang-eunit erlang-dialyzer)
+APT_PACKAGES=(erlang-nox erlang-dev rebar3 erlang-common-test erlang-eunit erlang-dialyzer elixir)
 
 INSTALLER=install-deps
 # shellcheck source=scripts/install-common.sh
@@ -25,7 +27,7 @@ INSTALLER=install-deps
 
 missing_erlang() {
     local tool
-    for tool in erl erlc rebar3; do
+    for tool in erl erlc rebar3 elixir mix; do
         command -v "$tool" >/dev/null 2>&1 || { echo "$tool"; return 0; }
     done
     # The OTP applications the build and tests use, and the erts headers
@@ -53,9 +55,9 @@ if what=$(missing_erlang); then
     if what=$(missing_erlang); then
         die "still missing $what after apt-get install"
     fi
-    say "Erlang/OTP and rebar3 installed"
+    say "Erlang/OTP, rebar3 and Elixir installed"
 else
-    say "Erlang/OTP, rebar3, common_test, eunit and dialyzer already present"
+    say "Erlang/OTP, rebar3, common_test, eunit, dialyzer and Elixir already present"
 fi
 
 # --- Rust --------------------------------------------------------------------

@@ -7,7 +7,10 @@ pub mod fdpass;
 pub mod forkguard;
 pub mod framing;
 pub mod handoff;
+pub mod interpreter;
+pub mod http;
 pub mod lifeline;
+pub mod listening;
 pub mod message;
 pub mod outbound;
 pub mod python;
@@ -18,6 +21,7 @@ pub mod replay;
 pub mod stdio;
 pub mod terms;
 pub mod timers;
+pub mod vm_request;
 
 /// Errors that stop the port before or outside the loop.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use py_reactor_port::outbound::{Outbound, Sink};
 use py_reactor_port::python::{self, native::Shared};
 use py_reactor_port::recording::{self, Recorder};
 use py_reactor_port::replay::{self, ReplayOptions};
-use py_reactor_port::{forkguard, lifeline, reactor, stdio, Error};
+use py_reactor_port::{forkguard, framing, interpreter, lifeline, reactor, stdio, terms, Error};
 
 #[derive(Debug, Parser)]
 #[command(name = "py_reactor_port", version, about = "Runs Python reactor protocols for an Erlang VM")]
@@ -46,6 +46,10 @@ enum Command {
         /// Also record the bytes read from and written to each connection.
         #[arg(long, requires = "record")]
         record_bytes: bool,
+        /// A Python executable (a virtualenv's bin/python) whose environment
+        /// the interpreter takes on; it must be of the built minor version.
+        #[arg(long)]
+        python: Option<PathBuf>,
     },
     /// Re-run a recorded session offline and compare what the protocol does
     /// now with the recording. Exit status 0 when they match, 1 at the first
@@ -85,13 +89,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run a Python program in the port's embedded interpreter:
-    /// `-m MODULE [ARGS]`, `-c CODE [ARGS]` or `SCRIPT [ARGS]`.
+    /// Run Python in the port's embedded interpreter, where the `erlang`
+    /// package works: `-c CODE [ARGS]`, `-m MODULE [ARGS]`, `SCRIPT [ARGS]`,
+    /// `-` (the program on stdin), `--version`; no argument gives an
+    /// interactive interpreter (or runs stdin when it is not a terminal).
     Python {
         /// Directory holding the `erlang` Python package (default: found next to this binary).
         #[arg(long)]
         python_dir: Option<PathBuf>,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
 }
@@ -99,8 +105,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { vm_pid, python_dir, socket_dir, record, record_bytes } => {
-            serve(vm_pid, python_dir, &socket_dir, record.as_deref(), record_bytes)
+        Command::Serve { vm_pid, python_dir, socket_dir, record, record_bytes, python } => {
+            serve(vm_pid, python_dir, &socket_dir, record.as_deref(), record_bytes, python.as_deref())
         }
         Command::Python { python_dir, args } => run_python(python_dir, &args),
         Command::Replay {
@@ -147,17 +153,23 @@ fn serve(
     socket_dir: &Path,
     record: Option<&Path>,
     record_bytes: bool,
+    python: Option<&Path>,
 ) -> Result<ExitCode, Error> {
     // First of all, before anything can print: the frame stream moves to
     // private descriptors.
-    let stream = stdio::take_frame_stream()?;
+    let mut stream = stdio::take_frame_stream()?;
     lifeline::watch(&stream.input, vm_pid)?;
     forkguard::install()?;
+    if let Some(Err(unusable)) = python.map(interpreter::check) {
+        // Said instead of `hello`: start_link returns it as its error.
+        framing::write_frame(&mut stream.output, &terms::encode(&unusable.to_term()))?;
+        return Ok(ExitCode::from(4));
+    }
     let package_dir = python::find_package_dir(python_dir).ok_or(Error::NoPackageDir)?;
     let recorder = record.map(|path| Recorder::create(path, record_bytes)).transpose()?.map(Arc::new);
     let outbound = Outbound::new(Sink::Frames(stream.output), recorder.clone());
     let shared = Shared::install(Arc::new(outbound), recorder);
-    python::initialize(&package_dir, &["py_reactor_port".to_string()])?;
+    python::initialize_with(&package_dir, &["py_reactor_port".to_string()], python)?;
     stdio::set_signal_dispositions()?;
     if let Err(e) = pyo3::Python::attach(python::redirect_streams) {
         eprintln!("py_reactor_port: Python output stays on stderr: {}", e.message);

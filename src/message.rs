@@ -19,15 +19,31 @@ pub struct SetupOptions {
     pub app_module: Option<String>,
     pub app_callable: Option<String>,
     pub max_connections: Option<u64>,
+    /// `auto`, `wsgi`, `asgi` or `protocol` (`docs/http.md`).
+    pub app_interface: Option<String>,
+    /// The HTTP limits, for a web application.
+    pub http: crate::http::Limits,
     /// Close a connection after this long without a readiness event.
     pub idle_timeout: Option<std::time::Duration>,
+}
+
+/// Options of `listen` and `listen_control`: the port's share of the
+/// listener's limit and whether it accepts at all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenOptions {
+    pub max_connections: u64,
+    pub paused: bool,
+    /// Added to every accepted connection's `client_info` (`listen` only).
+    pub reactor_pid: Option<Term>,
 }
 
 /// A request from the VM.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Setup { reference: Term, options: SetupOptions },
-    Handoff { conn_id: u64, client_info: Term },
+    /// `initial_data`: bytes the VM had already read from the connection,
+    /// delivered to the protocol before anything the port reads.
+    Handoff { conn_id: u64, client_info: Term, initial_data: Vec<u8> },
     Stats { reference: Term },
     Exec { reference: Term, code: String },
     Eval { reference: Term, expr: String },
@@ -35,6 +51,11 @@ pub enum Request {
     /// descriptors passed over the auxiliary socket under that id.
     Call { reference: Term, module: String, function: String, args: Vec<Term>, fds: Vec<(usize, u64)> },
     Stop { reference: Term },
+    Listen { listen_id: u64, options: ListenOptions },
+    ListenControl { reference: Term, options: ListenOptions },
+    /// `{vm_reply, Id, Result}` that came after its request gave up waiting
+    /// (replies in time are taken by the waiting request, see `vm_request`).
+    LateReply { id: u64 },
 }
 
 /// Why a decoded term is not a request.
@@ -101,16 +122,48 @@ impl Request {
                     .map_err(|reason| bad("setup", &reference, &reason))?;
                 Ok(Request::Setup { reference, options })
             }
-            ("handoff", 3) => {
+            ("handoff", 3 | 4) => {
+                let initial_data = if arity == 4 {
+                    let data = elements.pop().expect("arity checked");
+                    match as_bytes(&data) {
+                        Some(bytes) => bytes.to_vec(),
+                        None => {
+                            let reason = format!("handoff with initial data that is not a binary: {}", brief(&data));
+                            // With a usable id the refusal names it, as for any misshapen handoff.
+                            return Err(match as_u64(&elements[1]) {
+                                Some(conn_id) if conn_id > 0 => RequestError::BadHandoff { conn_id, reason },
+                                _ => RequestError::Unknown(reason),
+                            });
+                        }
+                    }
+                } else {
+                    Vec::new()
+                };
                 let client_info = elements.pop().expect("arity checked");
                 let id = elements.pop().expect("arity checked");
                 match as_u64(&id) {
-                    Some(conn_id) if conn_id > 0 => Ok(Request::Handoff { conn_id, client_info }),
+                    Some(conn_id) if conn_id > 0 => Ok(Request::Handoff { conn_id, client_info, initial_data }),
                     _ => Err(RequestError::Unknown(format!(
                         "handoff with a connection id that is not a positive 64-bit integer: {}",
                         brief(&id)
                     ))),
                 }
+            }
+            ("listen", 3) => {
+                let opts = elements.pop().expect("arity checked");
+                let id = elements.pop().expect("arity checked");
+                let listen_id = as_u64(&id).filter(|i| *i > 0).ok_or_else(|| {
+                    RequestError::Unknown(format!("listen with an id that is not a positive 64-bit integer: {}", brief(&id)))
+                })?;
+                let options = ListenOptions::from_term(&opts)
+                    .map_err(|reason| RequestError::Unknown(format!("listen {listen_id}: {reason}")))?;
+                Ok(Request::Listen { listen_id, options })
+            }
+            ("listen_control", 3) => {
+                let opts = elements.pop().expect("arity checked");
+                let reference = elements.pop().expect("arity checked");
+                let options = ListenOptions::from_term(&opts).map_err(|reason| bad("listen_control", &reference, &reason))?;
+                Ok(Request::ListenControl { reference, options })
             }
             ("stats", 2) => Ok(Request::Stats { reference: elements.pop().expect("arity checked") }),
             ("stop", 2) => Ok(Request::Stop { reference: elements.pop().expect("arity checked") }),
@@ -146,8 +199,12 @@ impl Request {
                 };
                 Ok(Request::Call { reference, module, function, args, fds })
             }
+            ("vm_reply", 3) => match as_u64(&elements[1]) {
+                Some(id) => Ok(Request::LateReply { id }),
+                None => Err(RequestError::Unknown(format!("vm_reply with a bad id: {}", brief(&elements[1])))),
+            },
             ("handoff", n) if n >= 2 => {
-                let reason = format!("handoff request with {} fields, expected 2", n - 1);
+                let reason = format!("handoff request with {} fields, expected 2 or 3", n - 1);
                 match as_u64(&elements[1]) {
                     Some(conn_id) if conn_id > 0 => Err(RequestError::BadHandoff { conn_id, reason }),
                     _ => Err(RequestError::Unknown(reason)),
@@ -166,7 +223,7 @@ impl Request {
                 };
                 Err(bad(name, &elements[1], &format!("{} fields, expected {fields}", n - 1)))
             }
-            ("setup" | "handoff" | "stats" | "stop" | "exec" | "eval" | "call", n) => {
+            ("setup" | "handoff" | "stats" | "stop" | "exec" | "eval" | "call" | "listen" | "listen_control", n) => {
                 Err(RequestError::Unknown(format!("{name} request with {} fields", n - 1)))
             }
             _ => Err(RequestError::Unknown(brief(&Term::from(eetf::Tuple::from(elements))))),
@@ -237,10 +294,67 @@ impl SetupOptions {
                         .map(|p| text_of(p).ok_or("python_path must be a list of binaries"))
                         .collect::<Result<_, _>>()?;
                 }
+                "app_interface" => {
+                    let name = text("app_interface")?;
+                    if !["auto", "wsgi", "asgi", "protocol"].contains(&name.as_str()) {
+                        return Err("app_interface must be auto, wsgi, asgi or protocol".into());
+                    }
+                    options.app_interface = Some(name);
+                }
+                "max_request_line" | "max_header_block" | "max_header_count" | "max_body_size" | "keepalive_timeout"
+                | "header_timeout" | "threads" => {
+                    let n = as_u64(value).filter(|n| *n > 0).ok_or_else(|| format!("{key} must be a positive integer"))?;
+                    let size = usize::try_from(n).map_err(|_| format!("{key} is too large"))?;
+                    let limits = &mut options.http;
+                    match key {
+                        "max_request_line" => limits.max_request_line = size,
+                        "max_header_block" => limits.max_header_block = size,
+                        "max_header_count" => limits.max_header_count = size.min(65536),
+                        "max_body_size" => limits.max_body_size = n,
+                        "keepalive_timeout" => limits.keepalive_timeout = std::time::Duration::from_millis(n),
+                        "header_timeout" => limits.header_timeout = std::time::Duration::from_millis(n),
+                        _ => limits.threads = size.min(1024),
+                    }
+                }
+                "access_log" => {
+                    options.http.access_log = match as_atom(value) {
+                        Some("true") => true,
+                        Some("false") => false,
+                        _ => return Err("access_log must be a boolean".into()),
+                    }
+                }
                 // Options the VM uses itself may pass through; unknown ones are an error.
                 other => return Err(format!("unknown option {other}")),
             }
         }
+        Ok(options)
+    }
+}
+
+impl ListenOptions {
+    fn from_term(term: &Term) -> Result<ListenOptions, String> {
+        let Term::Map(map) = term else {
+            return Err("options must be a map".into());
+        };
+        let mut options = ListenOptions { max_connections: 0, paused: false, reactor_pid: None };
+        let mut limit = None;
+        for (key, value) in &map.map {
+            match as_atom(key) {
+                Some("max_connections") => {
+                    limit = Some(as_u64(value).ok_or("max_connections must be a non-negative integer")?)
+                }
+                Some("paused") => {
+                    options.paused = match as_atom(value) {
+                        Some("true") => true,
+                        Some("false") => false,
+                        _ => return Err("paused must be true or false".into()),
+                    }
+                }
+                Some("reactor_pid") => options.reactor_pid = Some(value.clone()),
+                _ => return Err(format!("unknown option {}", brief(key))),
+            }
+        }
+        options.max_connections = limit.ok_or("max_connections is missing")?;
         Ok(options)
     }
 }
@@ -380,8 +494,11 @@ pub enum Notice {
     Hello { os_pid: u32, socket_path: String, max_frame: usize },
     Reply { reference: Term, result: Term },
     Closed { conn_id: u64, reason: CloseReason },
+    Accepted { conn_id: u64, client_info: Term },
     Log { level: LogLevel, text: String },
     Send { pid: Term, message: Term },
+    /// A request from Python that waits for the VM's `{vm_reply, Id, Result}`.
+    VmRequest { id: u64, request: Term },
     FrameError(String),
     AuxError(String),
 }
@@ -456,8 +573,12 @@ impl Notice {
             ]),
             Notice::Reply { reference, result } => tuple(vec![atom("reply"), reference.clone(), result.clone()]),
             Notice::Closed { conn_id, reason } => tuple(vec![atom("closed"), integer(*conn_id), reason.to_term()]),
+            Notice::Accepted { conn_id, client_info } => {
+                tuple(vec![atom("accepted"), integer(*conn_id), client_info.clone()])
+            }
             Notice::Log { level, text } => tuple(vec![atom("log"), atom(level.name()), binary(text.as_bytes())]),
             Notice::Send { pid, message } => tuple(vec![atom("send"), pid.clone(), message.clone()]),
+            Notice::VmRequest { id, request } => tuple(vec![atom("vm_request"), integer(*id), request.clone()]),
             Notice::FrameError(text) => tuple(vec![atom("frame_error"), binary(text.as_bytes())]),
             Notice::AuxError(text) => tuple(vec![atom("aux_error"), binary(text.as_bytes())]),
         }
@@ -496,7 +617,7 @@ mod tests {
         );
         assert_eq!(
             req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![])])),
-            Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]) })
+            Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]), initial_data: vec![] })
         );
         let fd_args = list(vec![tuple(vec![integer(0), integer(7)])]);
         assert_eq!(
@@ -513,6 +634,14 @@ mod tests {
         assert!(matches!(
             req(tuple(vec![atom("call"), r.clone(), atom("m"), atom("f"), list(vec![integer(1)]), out_of_range])),
             Err(RequestError::Bad { .. })
+        ));
+        assert_eq!(
+            req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![]), binary(b"GET".to_vec())])),
+            Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]), initial_data: b"GET".to_vec() })
+        );
+        assert!(matches!(
+            req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![]), atom("x")])),
+            Err(RequestError::BadHandoff { conn_id: 9, .. })
         ));
         let opts = atom_map(vec![
             ("setup_code", binary(b"pass".to_vec())),
@@ -553,6 +682,33 @@ mod tests {
         assert!(matches!(
             req(tuple(vec![atom("setup"), r, atom_map(vec![("bogus", integer(0))])])),
             Err(RequestError::Bad { name: "setup", .. })
+        ));
+    }
+
+    #[test]
+    fn decodes_listen_requests() {
+        let opts = atom_map(vec![("max_connections", integer(3)), ("paused", atom("true"))]);
+        assert_eq!(
+            req(tuple(vec![atom("listen"), integer(4), opts.clone()])),
+            Ok(Request::Listen {
+                listen_id: 4,
+                options: ListenOptions { max_connections: 3, paused: true, reactor_pid: None }
+            })
+        );
+        assert_eq!(
+            req(tuple(vec![atom("listen_control"), integer(1), opts])),
+            Ok(Request::ListenControl {
+                reference: integer(1),
+                options: ListenOptions { max_connections: 3, paused: true, reactor_pid: None }
+            })
+        );
+        assert!(matches!(
+            req(tuple(vec![atom("listen"), integer(4), atom_map(vec![("paused", atom("false"))])])),
+            Err(RequestError::Unknown(text)) if text.contains("max_connections is missing")
+        ));
+        assert!(matches!(
+            req(tuple(vec![atom("listen_control"), integer(1), atom_map(vec![("max_connections", atom("x"))])])),
+            Err(RequestError::Bad { name: "listen_control", .. })
         ));
     }
 

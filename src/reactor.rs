@@ -16,33 +16,36 @@ use pyo3::prelude::*;
 
 use crate::aio::Asyncio;
 use crate::fdpass::{self, AuxChannel, AuxListener};
-use crate::framing::{Fill, FrameReader, MAX_FRAME};
+use crate::framing::{Fill, MAX_FRAME};
 use crate::handoff::{Offer, Paired, Pairing};
+use crate::listening::{self, Listening};
+use crate::http::engine::{Engine, HttpConn};
 use crate::message::{
-    Carrier, CloseReason, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
+    Carrier, CloseReason, ListenOptions, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
 };
+use crate::python::buffer::{self, ReadError};
 use crate::python::native::Shared;
-use crate::python::{self, Action, Bridge, CallbackError};
 use crate::python::timers::{self as py_timers, TimerHandle};
+use crate::python::{self, python_error, Action, Bridge, CallbackError};
 use crate::readiness::{Interest, Ready, Selector};
 use crate::terms;
+use crate::vm_request::{Frame, InputChannel};
 use crate::timers::{self, TimerId, Timers};
+
+mod web;
 
 const KEY_INPUT: usize = 0;
 const KEY_LISTENER: usize = 1;
 const KEY_AUX: usize = 2;
-const KEY_FIRST_CONNECTION: usize = 3;
+const KEY_LISTENING: usize = 3;
+const KEY_FIRST_CONNECTION: usize = 4;
 
 /// Default connection limit when `setup` names none.
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 100;
 
-/// Size of one read from a connection.
+/// Size of one read from a connection (a read that fills less than half of
+/// it gives the rest back to the allocator, see [`buffer::read`]).
 const READ_SIZE: usize = 64 * 1024;
-
-/// A read that fills less than this share of the buffer gives the rest back
-/// to the allocator (an in-place shrink, not a copy) before the buffer is
-/// lent to Python, so a small message does not pin 64 KiB.
-const SHRINK_BELOW: usize = READ_SIZE / 2;
 
 fn connection_key(fd: RawFd) -> usize {
     fd as usize + KEY_FIRST_CONNECTION
@@ -72,7 +75,7 @@ struct ParkedCall {
 struct Connection {
     conn_id: u64,
     fd: OwnedFd,
-    protocol: Py<PyAny>,
+    handler: Handler,
     /// The peer half-closed (a read returned 0) and `eof_received` kept the
     /// connection open: nothing more can be read.
     eof: bool,
@@ -80,6 +83,12 @@ struct Connection {
     last_event: Instant,
     /// The connection's idle timer, with `idle_timeout` set.
     idle_timer: Option<TimerId>,
+}
+
+/// What serves a connection: the user's protocol, or the HTTP engine.
+enum Handler {
+    Protocol(Py<PyAny>),
+    Http(HttpConn),
 }
 
 #[derive(Debug, Default)]
@@ -93,8 +102,8 @@ struct Counters {
 /// One context's reactor.
 pub struct Reactor {
     selector: Selector,
-    input: Option<File>,
-    reader: FrameReader,
+    /// The frames from the VM, shared with Python's waiting requests.
+    input: Option<std::sync::Arc<InputChannel>>,
     shared: &'static Shared,
     listener: Option<AuxListener>,
     aux: Option<AuxChannel>,
@@ -104,10 +113,23 @@ pub struct Reactor {
     bridge: Option<Bridge>,
     aio: Option<Asyncio>,
     parked_calls: Vec<ParkedCall>,
+    /// Set up with a WSGI application: every connection speaks HTTP.
+    http: Option<Engine>,
     max_connections: u64,
     counters: Counters,
     ready: Vec<Ready>,
     exit: Option<Exit>,
+    /// The listening socket this port accepts on, once `listen` has paired
+    /// with its descriptor.
+    listening: Option<Listening>,
+    /// `listen` requests waiting for their descriptor, by id.
+    listen_requests: std::collections::HashMap<u64, ListenOptions>,
+    /// Accepting failed for want of descriptors: the socket is not watched
+    /// again until a connection closes (it would be reported at once).
+    out_of_fds: bool,
+    /// Bytes the VM had read before a handoff, by connection id, until the
+    /// connection opens (or is refused).
+    initial_data: std::collections::HashMap<u64, Vec<u8>>,
     /// Setup's `idle_timeout`: a connection with no readiness event for
     /// that long is closed.
     idle_timeout: Option<Duration>,
@@ -139,7 +161,7 @@ impl Reactor {
         reactor.selector.select(KEY_INPUT, Interest::READ)?;
         reactor.selector.select(KEY_LISTENER, Interest::READ)?;
         crate::lifeline::attach_waker(reactor.selector.waker());
-        reactor.input = Some(input);
+        reactor.input = Some(InputChannel::install(input));
         reactor.listener = Some(listener);
         Ok(reactor)
     }
@@ -152,7 +174,6 @@ impl Reactor {
         Ok(Reactor {
             selector,
             input: None,
-            reader: FrameReader::new(MAX_FRAME),
             shared,
             listener: None,
             aux: None,
@@ -162,10 +183,15 @@ impl Reactor {
             bridge: None,
             aio: None,
             parked_calls: Vec::new(),
+            http: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             counters: Counters::default(),
             ready: Vec::with_capacity(256),
             exit: None,
+            listening: None,
+            listen_requests: std::collections::HashMap::new(),
+            out_of_fds: false,
+            initial_data: std::collections::HashMap::new(),
             idle_timeout: None,
             idle: Timers::new(),
             now: Instant::now(),
@@ -217,6 +243,7 @@ impl Reactor {
     /// events only, with no timeout.
     pub fn next_deadline(&mut self) -> Option<Instant> {
         let deadline = timers::earliest(self.pairing.next_deadline(), self.idle.next_deadline());
+        let deadline = timers::earliest(deadline, self.http.as_mut().and_then(Engine::next_deadline));
         timers::earliest(deadline, py_timers::next_deadline())
     }
 
@@ -235,12 +262,17 @@ impl Reactor {
         for event in ready.iter().copied() {
             self.dispatch(py, event);
         }
+        self.serve_queued(py);
         let served = ready.len();
         self.ready = ready;
         self.step_asyncio(py);
         self.arm_requested_writes();
         if !self.parked_calls.is_empty() {
             self.run_parked_calls(py);
+        }
+        if self.http.is_some() {
+            self.http_finished(py);
+            self.http_deadlines(py, Instant::now());
         }
         if !self.pairing.is_empty() {
             self.expire_pairing(Instant::now());
@@ -336,6 +368,7 @@ impl Reactor {
             KEY_INPUT => self.on_input(py),
             KEY_LISTENER => self.on_listener(),
             KEY_AUX => self.on_aux(py),
+            KEY_LISTENING => self.on_listening(py),
             key => {
                 let fd = (key - KEY_FIRST_CONNECTION) as RawFd;
                 if self.connection(fd).is_none() {
@@ -376,15 +409,12 @@ impl Reactor {
     // ---- the VM's requests -------------------------------------------------
 
     fn on_input(&mut self, py: Python<'_>) {
-        let Some(input) = &mut self.input else { return };
-        let fill = self.reader.fill(input);
-        while self.exit.is_none() {
-            let Some(frame) = self.reader.next_frame() else { break };
-            match frame {
-                Ok(bytes) => self.handle_frame(py, &bytes),
-                Err(crate::framing::FrameError::TooLarge { declared, .. }) => self.handle_oversized_frame(declared),
-            }
-        }
+        let Some(input) = &self.input else { return };
+        // The lock is not held while the frames are served: a callback may
+        // wait for the VM on the same channel.
+        let available = input.read_available();
+        self.serve_frames(py, available.frames);
+        let fill = available.fill;
         match fill {
             Ok(Fill::Drained) => {
                 if let Err(e) = self.selector.select(KEY_INPUT, Interest::READ) {
@@ -393,10 +423,10 @@ impl Reactor {
                 }
             }
             Ok(Fill::Eof) => {
-                if self.reader.pending() > 0 {
+                if available.partial > 0 {
                     self.notify(Notice::FrameError(format!(
                         "end of input inside a frame ({} bytes unread)",
-                        self.reader.pending()
+                        available.partial
                     )));
                 }
                 self.exit.get_or_insert(Exit::InputClosed);
@@ -404,6 +434,30 @@ impl Reactor {
             Err(e) => {
                 self.log(LogLevel::Error, format!("reading stdin failed: {e}"));
                 self.exit.get_or_insert(Exit::InputClosed);
+            }
+        }
+    }
+
+    fn serve_frames(&mut self, py: Python<'_>, frames: Vec<Frame>) {
+        for frame in frames {
+            if self.exit.is_some() {
+                break;
+            }
+            match frame {
+                Ok(bytes) => self.handle_frame(py, &bytes),
+                Err(crate::framing::FrameError::TooLarge { declared, .. }) => self.handle_oversized_frame(declared),
+            }
+        }
+    }
+
+    /// Serves the frames a callback's wait for the VM kept, which the
+    /// descriptor's readiness will not announce again.
+    fn serve_queued(&mut self, py: Python<'_>) {
+        while let Some(input) = self.input.as_ref().filter(|i| i.has_queued()) {
+            let frames = input.take_queued();
+            self.serve_frames(py, frames);
+            if self.exit.is_some() {
+                break;
             }
         }
     }
@@ -464,10 +518,14 @@ impl Reactor {
                         Some(_) => Ok(()),
                         None => Asyncio::install(py).map(|aio| self.aio = Some(aio)),
                     };
-                    let loaded = installed.and_then(|()| python::setup(py, &options)).and_then(|()| Bridge::load(py));
-                    match loaded {
-                        Ok(bridge) => {
+                    let set_up = installed
+                        .and_then(|()| python::setup(py, &options))
+                        .and_then(|app| Ok((app, Bridge::load(py)?)))
+                        .and_then(|(app, bridge)| Ok((self.http_engine(py, app, options.http)?, bridge)));
+                    match set_up {
+                        Ok((http, bridge)) => {
                             self.bridge = Some(bridge);
+                            self.http = http;
                             self.max_connections = options.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
                             self.idle_timeout = options.idle_timeout;
                             Notice::ok(reference)
@@ -477,7 +535,11 @@ impl Reactor {
                 };
                 self.notify(notice);
             }
-            Request::Handoff { conn_id, client_info } => {
+            Request::Handoff { conn_id, client_info, initial_data } => {
+                // A duplicate id keeps the data of the connection that has it.
+                if !initial_data.is_empty() && !self.initial_data.contains_key(&conn_id) {
+                    self.initial_data.insert(conn_id, initial_data);
+                }
                 match self.pairing.offer_frame(conn_id, client_info, Instant::now()) {
                     Offer::Paired(paired) => self.open(py, paired),
                     Offer::Waiting => {}
@@ -490,6 +552,38 @@ impl Reactor {
                         self.notify(Notice::Closed { conn_id, reason });
                     }
                 }
+            }
+            Request::Listen { listen_id, options } => {
+                self.listen_requests.insert(listen_id, options);
+                match self.pairing.offer_frame(listen_id, terms::atom("listen"), Instant::now()) {
+                    Offer::Paired(paired) => self.open(py, paired),
+                    Offer::Waiting => {}
+                    Offer::Duplicate(_) => {
+                        self.listen_requests.remove(&listen_id);
+                        self.log(LogLevel::Error, format!("listen {listen_id}: the id is already in use"));
+                    }
+                    Offer::Refused(reason) => {
+                        self.listen_requests.remove(&listen_id);
+                        self.log(LogLevel::Error, format!("listen {listen_id}: no descriptor: {reason:?}"));
+                    }
+                }
+            }
+            Request::ListenControl { reference, options } => {
+                let result = if let Some(listening) = &mut self.listening {
+                    listening.control(options);
+                    self.update_listening();
+                    Ok(None)
+                } else if !self.listen_requests.is_empty() {
+                    // The descriptor has not come yet: it starts with these.
+                    for pending in self.listen_requests.values_mut() {
+                        pending.max_connections = options.max_connections;
+                        pending.paused = options.paused;
+                    }
+                    Ok(None)
+                } else {
+                    Err(RequestFailure::BadRequest("not listening".into()))
+                };
+                self.reply(reference, result);
             }
             Request::Stats { reference } => {
                 let notice = Notice::stats(reference, &self.stats());
@@ -509,6 +603,9 @@ impl Reactor {
             }
             Request::Call { reference, module, function, args, .. } => {
                 self.run_call(py, reference, &module, &function, &args);
+            }
+            Request::LateReply { id } => {
+                self.log(LogLevel::Warning, format!("the VM's reply to request {id} came after it gave up waiting"));
             }
             Request::Stop { reference } => {
                 self.stop_asyncio(py);
@@ -675,6 +772,7 @@ impl Reactor {
             )));
         }
         for conn_id in expired.frames {
+            self.initial_data.remove(&conn_id);
             self.counters.refused_handoffs += 1;
             self.notify(Notice::Closed { conn_id, reason: CloseReason::FdNotReceived });
         }
@@ -689,7 +787,11 @@ impl Reactor {
     // ---- connections -------------------------------------------------------
 
     fn open(&mut self, py: Python<'_>, paired: Paired) {
+        if let Some(options) = self.listen_requests.remove(&paired.conn_id) {
+            return self.start_listening(paired.conn_id, paired.fd, options);
+        }
         let Paired { conn_id, fd, client_info } = paired;
+        let initial_data = self.initial_data.remove(&conn_id).unwrap_or_default();
         let refuse = |this: &mut Self, reason: CloseReason| {
             this.counters.refused_handoffs += 1;
             this.notify(Notice::Closed { conn_id, reason });
@@ -721,17 +823,52 @@ impl Reactor {
         self.shared.connection_opened(raw, conn_id);
         self.counters.total_connections += 1;
         self.active += 1;
+        let now = Instant::now();
+        if let Some(engine) = &mut self.http {
+            let http = engine.open(raw, web::peer(&fd, &client_info), now);
+            let idle_timer = self.idle_timeout.map(|t| self.idle.insert_after(now, t, (raw, conn_id)));
+            self.insert(Connection {
+                conn_id,
+                fd,
+                handler: Handler::Http(http),
+                eof: false,
+                last_event: now,
+                idle_timer,
+            });
+            if initial_data.is_empty() {
+                self.select(py, raw, Interest::READ);
+            } else {
+                self.http_initial_data(py, raw, &initial_data);
+            }
+            return;
+        }
         match bridge.init_connection(py, raw, conn_id, &client_info) {
             Ok(protocol) => {
-                let slot = raw as usize;
-                if self.connections.len() <= slot {
-                    self.connections.resize_with(slot + 1, || None);
-                }
-                let now = Instant::now();
                 let idle_timer = self.idle_timeout.map(|t| self.idle.insert_after(now, t, (raw, conn_id)));
-                self.connections[slot] =
-                    Some(Connection { conn_id, fd, protocol, eof: false, last_event: now, idle_timer });
-                self.select(py, raw, Interest::READ);
+                self.insert(Connection {
+                    conn_id,
+                    fd,
+                    handler: Handler::Protocol(protocol),
+                    eof: false,
+                    last_event: now,
+                    idle_timer,
+                });
+                if initial_data.is_empty() {
+                    self.select(py, raw, Interest::READ);
+                } else {
+                    // Not recorded as a read: the handoff frame carries it,
+                    // and a replay delivers it from there again.
+                    match buffer::reactor_buffer_type(py)
+                        .and_then(|t| t.call1((pyo3::types::PyBytes::new(py, &initial_data),)))
+                        .and_then(|b| Ok(b.cast_into::<pyo3::types::PyBytes>()?))
+                    {
+                        Ok(data) => self.deliver(py, raw, data),
+                        Err(e) => {
+                            let reason = self.callback_failed(CallbackError::Python(python_error(py, e)));
+                            self.close(py, raw, reason);
+                        }
+                    }
+                }
             }
             Err(e) => {
                 let reason = self.callback_failed(e);
@@ -741,23 +878,38 @@ impl Reactor {
         }
     }
 
+    fn insert(&mut self, conn: Connection) {
+        let slot = conn.fd.as_raw_fd() as usize;
+        if self.connections.len() <= slot {
+            self.connections.resize_with(slot + 1, || None);
+        }
+        self.connections[slot] = Some(conn);
+    }
+
     fn on_readable(&mut self, py: Python<'_>, fd: RawFd) {
         let Some(conn) = self.connection(fd) else { return };
-        // The kernel reads straight into the buffer that Python will get:
-        // the data is never copied on its way to `data_received`.
-        let mut data = Vec::with_capacity(READ_SIZE);
-        let result = read_into_spare(conn.fd.as_fd(), &mut data);
-        if let (Some(recorder), Ok(n)) = (&self.shared.recorder, result) {
-            recorder.read(conn.conn_id, &data[..n]);
+        if matches!(conn.handler, Handler::Http(_)) {
+            return self.http_readable(py, fd);
+        }
+        // The kernel reads straight into the `bytes` object that Python will
+        // get: the data is never copied on its way to `data_received`.
+        let result = buffer::read(py, conn.fd.as_fd(), READ_SIZE);
+        if let Some(recorder) = &self.shared.recorder {
+            match &result {
+                Ok(Some(data)) => recorder.read(conn.conn_id, data.as_bytes()),
+                Ok(None) => recorder.read(conn.conn_id, &[]),
+                Err(_) => {}
+            }
         }
         match result {
-            Ok(0) if conn.eof => self.close(py, fd, CloseReason::Eof),
-            Ok(0) => {
+            Ok(None) if conn.eof => self.close(py, fd, CloseReason::Eof),
+            Ok(None) => {
                 // The peer half-closed: the protocol may still answer.
                 let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::as_mut) else { return };
                 conn.eof = true;
+                let Handler::Protocol(protocol) = &conn.handler else { return };
                 let result = match &self.bridge {
-                    Some(bridge) => bridge.eof_received(py, fd, &conn.protocol),
+                    Some(bridge) => bridge.eof_received(py, fd, protocol),
                     None => return,
                 };
                 match result {
@@ -765,28 +917,34 @@ impl Reactor {
                     other => self.apply(py, fd, Interest::READ, other),
                 }
             }
-            Ok(n) => {
-                self.shared.bytes_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                self.counters.total_requests += 1;
-                if n < SHRINK_BELOW {
-                    data.shrink_to_fit();
-                }
-                let Some(conn) = self.connection(fd) else { return };
-                let result = match &self.bridge {
-                    Some(bridge) => bridge.data_received(py, fd, &conn.protocol, data),
-                    None => return,
-                };
-                self.apply(py, fd, Interest::READ, result);
+            Ok(Some(data)) => self.deliver(py, fd, data),
+            Err(ReadError::Os(Errno::EAGAIN | Errno::EINTR)) => self.select(py, fd, Interest::READ),
+            Err(ReadError::Os(errno)) => self.close(py, fd, CloseReason::Io(errno)),
+            // No memory for the buffer: the connection cannot be served.
+            Err(ReadError::Python(e)) => {
+                let reason = self.callback_failed(CallbackError::Python(python_error(py, e)));
+                self.close(py, fd, reason);
             }
-            Err(Errno::EAGAIN | Errno::EINTR) => self.select(py, fd, Interest::READ),
-            Err(errno) => self.close(py, fd, CloseReason::Io(errno)),
         }
     }
 
-    fn on_writable(&mut self, py: Python<'_>, fd: RawFd) {
-        let Some(conn) = self.connection(fd) else { return };
+    /// Hands bytes read from `fd` (or by the VM before the handoff) to
+    /// `data_received` and acts on the action it returns.
+    fn deliver(&mut self, py: Python<'_>, fd: RawFd, data: Bound<'_, pyo3::types::PyBytes>) {
+        self.shared.bytes_in.fetch_add(data.as_bytes().len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.counters.total_requests += 1;
+        let Some(Connection { handler: Handler::Protocol(protocol), .. }) = self.connection(fd) else { return };
         let result = match &self.bridge {
-            Some(bridge) => bridge.write_ready(py, fd, &conn.protocol),
+            Some(bridge) => bridge.data_received(py, fd, protocol, data),
+            None => return,
+        };
+        self.apply(py, fd, Interest::READ, result);
+    }
+
+    fn on_writable(&mut self, py: Python<'_>, fd: RawFd) {
+        let Some(Connection { handler: Handler::Protocol(protocol), .. }) = self.connection(fd) else { return };
+        let result = match &self.bridge {
+            Some(bridge) => bridge.write_ready(py, fd, protocol),
             None => return,
         };
         self.apply(py, fd, Interest::WRITE, result);
@@ -943,8 +1101,11 @@ impl Reactor {
     }
 
     fn close(&mut self, py: Python<'_>, fd: RawFd, reason: CloseReason) {
-        let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
-        drop(conn.protocol);
+        let Some(mut conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
+        if let (Handler::Http(http), Some(engine)) = (&mut conn.handler, &mut self.http) {
+            engine.forget(http);
+        }
+        drop(conn.handler);
         if let Some(timer) = conn.idle_timer {
             self.idle.cancel(timer);
         }
@@ -958,7 +1119,7 @@ impl Reactor {
         // Its timers never run: cancelled before connection_lost, and again
         // once the connection is gone, for any set meanwhile from a thread.
         py_timers::cancel_connection(conn_id);
-        if let Some(bridge) = &self.bridge {
+        if let Some(bridge) = self.bridge.as_ref().filter(|_| self.http.is_none()) {
             if let Err(e) = bridge.close_connection(py, raw) {
                 self.counters.python_errors += 1;
                 self.log(LogLevel::Error, e.traceback.trim_end().to_string());
@@ -974,6 +1135,76 @@ impl Reactor {
         py_timers::cancel_connection(conn_id);
         self.active -= 1;
         self.notify(Notice::Closed { conn_id, reason });
+        self.out_of_fds = false;
+        self.update_listening();
+    }
+
+    // ---- the listening socket (accept => port) ----------------------------
+
+    fn start_listening(&mut self, listen_id: u64, fd: OwnedFd, options: ListenOptions) {
+        if self.listening.is_some() {
+            return self.log(LogLevel::Error, format!("listen {listen_id}: already listening; descriptor closed"));
+        }
+        let listening = match Listening::new(fd, options) {
+            Ok(l) => l,
+            Err(e) => return self.log(LogLevel::Error, format!("listen {listen_id}: {e}; descriptor closed")),
+        };
+        // SAFETY: the listening socket is owned by the reactor and
+        // deregistered before it is dropped (`Drop`).
+        if let Err(e) = unsafe { self.selector.register(listening.as_fd(), KEY_LISTENING) } {
+            return self.log(LogLevel::Error, format!("listen {listen_id}: cannot watch the socket: {e}"));
+        }
+        self.listening = Some(listening);
+        self.update_listening();
+    }
+
+    /// Accepts while the share and the pause allow, a batch at most.
+    fn on_listening(&mut self, py: Python<'_>) {
+        for _ in 0..listening::ACCEPT_BATCH {
+            let Some(listening) = &mut self.listening else { return };
+            if !listening.wants_accept(self.active) {
+                break;
+            }
+            match listening.accept() {
+                Ok(Some(accepted)) => {
+                    // Announced first, so that the VM knows the id before
+                    // its `closed` notice.
+                    self.notify(Notice::Accepted { conn_id: accepted.conn_id, client_info: accepted.client_info.clone() });
+                    let paired = Paired { conn_id: accepted.conn_id, fd: accepted.fd, client_info: accepted.client_info };
+                    self.open(py, paired);
+                }
+                Ok(None) => break,
+                Err(errno @ (Errno::EMFILE | Errno::ENFILE)) => {
+                    if !self.out_of_fds {
+                        self.log(LogLevel::Warning, format!("accept: out of descriptors ({errno}); accepting again when a connection closes"));
+                    }
+                    self.out_of_fds = true;
+                    break;
+                }
+                Err(errno) => {
+                    self.log(LogLevel::Error, format!("accept failed: {errno}"));
+                    break;
+                }
+            }
+        }
+        self.update_listening();
+    }
+
+    /// Watches the listening socket exactly while the port should accept.
+    fn update_listening(&mut self) {
+        let Some(listening) = &self.listening else { return };
+        let want = listening.wants_accept(self.active) && !self.out_of_fds;
+        let armed = self.selector.armed(KEY_LISTENING).read;
+        let result = if want && !armed {
+            self.selector.select(KEY_LISTENING, Interest::READ)
+        } else if !want && armed {
+            self.selector.cancel(KEY_LISTENING, Interest::READ)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            self.log(LogLevel::Error, format!("cannot watch the listening socket: {e}"));
+        }
     }
 
     // ---- timers -------------------------------------------------------------
@@ -1072,6 +1303,7 @@ impl Reactor {
         }
         let (frames, fds) = self.pairing.drain();
         drop(fds);
+        self.initial_data.clear();
         for conn_id in frames {
             self.notify(Notice::Closed { conn_id, reason: CloseReason::Stopped });
         }
@@ -1089,21 +1321,10 @@ impl Drop for Reactor {
         if self.aux.is_some() {
             let _ = self.selector.deregister(KEY_AUX);
         }
+        if self.listening.is_some() {
+            let _ = self.selector.deregister(KEY_LISTENING);
+        }
     }
-}
-
-/// One `read(2)` into the unused capacity of `buf`, which grows by what was
-/// read; the memory is not zero-filled first only to be overwritten.
-fn read_into_spare(fd: std::os::fd::BorrowedFd<'_>, buf: &mut Vec<u8>) -> nix::Result<usize> {
-    let spare = buf.spare_capacity_mut();
-    // SAFETY: the kernel writes at most `spare.len()` bytes into memory that
-    // `buf` owns and does not otherwise use; exactly the bytes it reports as
-    // read are then marked initialised.
-    let n = unsafe { nix::libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
-    let n = Errno::result(n)? as usize;
-    // SAFETY: `read` initialised the first `n` spare bytes.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
 }
 
 /// Whether `fd` can be written without blocking, asked without waiting.

@@ -11,6 +11,7 @@
 
 -spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
 start(_StartType, _Args) ->
+    ok = py_reactor_log:ensure_visible(),
     py_reactor_sup:start_link().
 
 -spec stop(term()) -> ok.

@@ -33,6 +33,25 @@
 %% <dt>`app_callable' (`atom() | unicode:chardata()')</dt>
 %% <dd>An attribute of `app_module' that must be callable; it becomes the
 %%     protocol factory.</dd>
+%% <dt>`app_interface' (`auto | wsgi | asgi | protocol', default `auto')</dt>
+%% <dd>What `app_callable' is: `protocol', a protocol factory; `wsgi', a
+%%     WSGI application, served over HTTP/1.1 on every connection handed
+%%     to the context (`docs/http.md'); `asgi' is refused for now. `auto'
+%%     picks `protocol' for a `reactor.Protocol' subclass or a callable
+%%     taking no arguments, `asgi' for a coroutine function, `wsgi'
+%%     otherwise.</dd>
+%% <dt>`max_request_line', `max_header_block', `max_header_count',
+%%     `max_body_size' (`pos_integer()', bytes or a count)</dt>
+%% <dd>HTTP limits of a WSGI context (defaults 8192, 65536, 100 and
+%%     1073741824): over them a request gets 414, 431, 431 or 413.</dd>
+%% <dt>`keepalive_timeout', `header_timeout' (`pos_integer()', milliseconds,
+%%     defaults 5000 and 10000)</dt>
+%% <dd>How long an idle keep-alive connection is kept, and how long a
+%%     request head may take from its first byte (then 408).</dd>
+%% <dt>`threads' (`pos_integer()', default 8)</dt>
+%% <dd>Threads that run the WSGI application's calls.</dd>
+%% <dt>`access_log' (`boolean()', default `false')</dt>
+%% <dd>One `info' log line per HTTP request.</dd>
 %% <dt>`idle_timeout' (`timeout()', milliseconds, default `infinity')</dt>
 %% <dd>A connection with no readiness event (nothing to read, no write
 %%     completed) for that long is closed by the port: `connection_lost()'
@@ -65,10 +84,27 @@
 %% <dt>`record_bytes' (`boolean()', default `false')</dt>
 %% <dd>With `record': also every byte read from and written to each
 %%     connection (`--record-bytes').</dd>
+%% <dt>`python' (`file:filename_all()')</dt>
+%% <dd>A Python executable, typically a virtualenv's `bin/python' (a name
+%%     without a slash is looked up on `PATH'). The context's interpreter
+%%     takes on its environment: its `sys.prefix', its `site-packages' and
+%%     their `.pth' files, as when that executable runs. It must be of the
+%%     minor version the port was built for: another gives
+%%     `{error, {python_version_mismatch, Built, Found}}' (both
+%%     `{Major, Minor}'), one that cannot be run
+%%     `{error, {python_not_runnable, Path, Text}}'. Without it the
+%%     interpreter is the one the port was built against.</dd>
 %% </dl>
 %%
 %% Unknown options are refused: `{error, {unknown_option, Key}}'; a bad value
-%% gives `{error, {bad_option, {Key, Value}}}'.
+%% gives `{error, {bad_option, {Key, Value}}}'; options that are not a map,
+%% `{error, {bad_argument, {opts, Opts}}}'. A `python_path' entry that is not
+%% a readable directory gives `{error, {bad_python_path, Dir, Posix}}', and
+%% `app_callable' without `app_module'
+%% `{error, {app_callable_without_app_module, Name}}' (see
+%% {@link py_reactor_opts}). Every function answers arguments of the wrong
+%% shape with `{error, {bad_argument, {Name, Value}}}' and a context that is
+%% not alive with `{error, no_reactor_context}' (`stop/1': `ok').
 %%
 %% == Logging ==
 %%
@@ -77,7 +113,10 @@
 %% to `sys.stdout' are logged at `info', to `sys.stderr' at `warning'; a
 %% traceback that closed a connection is logged once, at `error', by the port
 %% (the `closed' notice that follows is logged at `debug' only). Bad frames,
-%% refused descriptors and unknown messages are logged at `error'.
+%% refused descriptors and unknown messages are logged at `error'. OTP's
+%% `default' handler drops events of domains it does not know: the first
+%% context (or the application's start) adds a filter that lets this domain
+%% through, see {@link py_reactor_log}.
 %%
 %% == Failure ==
 %%
@@ -96,6 +135,7 @@
 -export([handoff/2, handoff/3, handoff_socket/3]).
 -export([stats/1, stats/2, stop/1]).
 -export([exec/2, exec/3, eval/2, eval/3, call/4, call/5]).
+-export([listen/3, listen_control/2]).
 
 %% proc_lib.
 -export([init/4]).
@@ -124,6 +164,15 @@
                   setup_code => unicode:chardata(),
                   app_module => atom() | unicode:chardata(),
                   app_callable => atom() | unicode:chardata(),
+                  app_interface => auto | wsgi | asgi | protocol,
+                  max_request_line => pos_integer(),
+                  max_header_block => pos_integer(),
+                  max_header_count => pos_integer(),
+                  max_body_size => pos_integer(),
+                  keepalive_timeout => pos_integer(),
+                  header_timeout => pos_integer(),
+                  threads => pos_integer(),
+                  access_log => boolean(),
                   python_path => [file:filename_all()],
                   idle_timeout => timeout(),
                   name => atom(),
@@ -133,7 +182,9 @@
                   port_executable => file:filename_all(),
                   env => [{string(), string() | false}],
                   record => file:filename_all(),
-                  record_bytes => boolean()}.
+                  record_bytes => boolean(),
+                  listener => py_reactor_server:slot(),
+                  python => file:filename_all()}.
 
 -type server() :: pid() | atom().
 %% A context: its pid or its registered name.
@@ -165,7 +216,7 @@
                         restart => permanent | transient | temporary,
                         shutdown => brutal_kill | timeout()}.
 
--type request_kind() :: stats | exec | eval | call.
+-type request_kind() :: stats | exec | eval | call | listen_control.
 
 -record(state, {
     id :: term(),
@@ -182,7 +233,10 @@
     conns = #{} :: #{pos_integer() => true},
     total = 0 :: non_neg_integer(),
     refused = 0 :: non_neg_integer(),
-    requests = #{} :: #{pos_integer() => {request_kind(), gen_server:from()}}
+    requests = #{} :: #{pos_integer() => {request_kind(), gen_server:from()}},
+    %% The slot of the py_reactor listener this context serves, if any: its
+    %% open connections are counted there too.
+    listener :: py_reactor_server:slot() | undefined
 }).
 
 -type state() :: #state{}.
@@ -205,19 +259,26 @@ start_link(Id, Mode) ->
 %% `{error, {unknown_option, Key}}', `{error, {bad_option, {Key, Value}}}',
 %% `{error, {already_started, Pid}}' (the `name', or `default', is taken),
 %% `{error, {timeout, hello | setup}}', `{error, {port_exited, Status}}',
-%% `{error, {port_killed, Signal}}', `{error, {open_port, Reason, Path}}'.
+%% `{error, {port_killed, Signal}}', `{error, {open_port, Reason, Path}}',
+%% and for the `python' option `{error, {python_version_mismatch, Built,
+%% Found}}' and `{error, {python_not_runnable, Path, Text}}'.
 %%
 %% `Id' is any term; the specification uses positive integers. It names the
 %% context in its logs and in {@link stats/1}.
 -spec start_link(term(), mode(), opts()) -> {ok, pid()} | {error, term()}.
-start_link(Id, Mode, Opts) when is_map(Opts) ->
+start_link(Id, Mode, Opts) ->
     case is_mode(Mode) of
         false ->
             {error, {bad_mode, Mode}};
+        true when not is_map(Opts) ->
+            {error, {bad_argument, {opts, Opts}}};
         true ->
             case check_opts(Opts) of
                 {ok, Opts1} ->
-                    proc_lib:start_link(?MODULE, init, [self(), Id, Mode, Opts1]);
+                    case py_reactor_opts:check_setup(Opts1) of
+                        ok -> proc_lib:start_link(?MODULE, init, [self(), Id, Mode, Opts1]);
+                        {error, Reason} -> {error, Reason}
+                    end;
                 {error, Reason} ->
                     {error, Reason}
             end
@@ -230,13 +291,16 @@ start_link(Id, Mode, Opts) when is_map(Opts) ->
 %% context stopped with {@link stop/1} stays stopped, a context whose port
 %% died is restarted) and `shutdown' to the `stop_timeout' option plus 2000
 %% milliseconds.
--spec child_spec(child_args()) -> supervisor:child_spec().
+-spec child_spec(child_args()) -> supervisor:child_spec() | {error, term()}.
+child_spec(Args) when not is_map(Args); not is_map_key(id, Args) ->
+    {error, {bad_argument, {child_args, Args}}};
 child_spec(Args = #{id := Id}) ->
     Mode = maps:get(mode, Args, worker),
     Opts = maps:get(opts, Args, #{}),
-    Shutdown = case maps:get(stop_timeout, Opts, 5000) of
+    Shutdown = case is_map(Opts) andalso maps:get(stop_timeout, Opts, 5000) of
         infinity -> infinity;
-        StopTimeout when is_integer(StopTimeout) -> StopTimeout + 2000
+        StopTimeout when is_integer(StopTimeout) -> StopTimeout + 2000;
+        _NotChecked -> 7000 % start_link/3 returns the error.
     end,
     #{id => {?MODULE, Id},
       start => {?MODULE, start_link, [Id, Mode, Opts]},
@@ -259,7 +323,9 @@ handoff(Fd, ClientInfo) ->
 %% The descriptor is duplicated into the port program before this function
 %% returns `ok': the caller may then close its own socket (and should, or the
 %% VM keeps a descriptor per connection). Keep the socket open until this
-%% function has returned. The port closes the connection's descriptor when
+%% function has returned. A descriptor made by {@link py:dup_fd/1} is closed
+%% in the VM by the time this function returns `ok': it belongs to the
+%% reactor. The port closes the connection's descriptor when
 %% the protocol closes it, and shuts the connection down so that the peer sees
 %% the close whatever the VM does with its copy.
 %%
@@ -286,15 +352,30 @@ handoff(Fd, ClientInfo) ->
 %% `{error, {aux_socket, Posix}}' when the descriptor could not be passed
 %% (`ebadf' for a closed descriptor, for instance).
 -spec handoff(server(), non_neg_integer(), client_info()) -> ok | {error, term()}.
-handoff(Ctx, Fd, ClientInfo) when is_integer(Fd), Fd >= 0, is_map(ClientInfo) ->
-    case normalise_client_info(ClientInfo) of
-        {ok, ClientInfo1} ->
-            %% The frame as do_handoff/3 builds it, with leaves in place of
-            %% the pid and the id: what the port will decode.
-            Frame = {handoff, 0, ClientInfo1#{reactor_pid => 0, conn_id => 0}},
-            case py_reactor_term:check(Frame) of
-                ok -> safe_call(Ctx, {handoff, Fd, ClientInfo1}, infinity);
-                {error, Why} -> {error, {bad_term, Why}}
+handoff(Ctx, Fd, ClientInfo) ->
+    case handoff(Ctx, Fd, ClientInfo, <<>>) of
+        ok ->
+            %% A descriptor made by py:dup_fd/1 belongs to the reactor now:
+            %% the VM's copy is closed.
+            py_reactor_dup:handed_off(Fd);
+        Error ->
+            Error
+    end.
+
+handoff(Ctx, Fd, ClientInfo, InitialData) ->
+    case py_reactor_opts:check_args([{ctx, Ctx}, {fd, Fd}, {client_info, ClientInfo}]) of
+        ok ->
+            case normalise_client_info(ClientInfo) of
+                {ok, ClientInfo1} ->
+                    %% The frame as do_handoff/4 builds it, with leaves in place of
+                    %% the pid and the id: what the port will decode.
+                    Frame = {handoff, 0, ClientInfo1#{reactor_pid => 0, conn_id => 0}},
+                    case py_reactor_term:check(Frame) of
+                        ok -> safe_call(Ctx, {handoff, Fd, ClientInfo1, InitialData}, infinity);
+                        {error, Why} -> {error, {bad_term, Why}}
+                    end;
+                {error, Reason} ->
+                    {error, Reason}
             end;
         {error, Reason} ->
             {error, Reason}
@@ -310,16 +391,48 @@ handoff(Ctx, Fd, ClientInfo) when is_integer(Fd), Fd >= 0, is_map(ClientInfo) ->
 %% `ok' closes the VM's socket. On `{error, Reason}' the socket is left open:
 %% the caller still owns it and must close it (or try another context).
 %%
-%% The socket should be passive (`{active, false}'): data the VM has already
-%% read is not passed on. `gen_tcp' sockets of the `socket' backend
-%% (`{inet_backend, socket}') have no `inet:getfd/1' and are refused with
-%% `{error, {getfd, Reason}}'.
+%% Nothing the client sent is lost, whatever the socket's `active' mode:
+%% a `gen_tcp' socket is made passive, and the bytes the VM has already
+%% received for it (the caller's `{tcp, Socket, Data}' messages, so the caller
+%% must be its controlling process, and what the driver holds) are given to
+%% the protocol as its first `data_received', before anything the port reads
+%% (see {@link py_reactor_socket}). If the handoff is refused, those bytes go
+%% back to the caller's mailbox as one `{tcp, Socket, Data}' message and the
+%% `active' option is restored. A `gen_tcp' socket with a `packet' option
+%% other than `raw' is refused with `{error, {packet, Type}}'.
+%% `gen_tcp' sockets of the `socket' backend (`{inet_backend, socket}') have
+%% no `inet:getfd/1' and are refused with `{error, {getfd, Reason}}'. A
+%% `Socket' that is no socket at all gives
+%% `{error, {bad_argument, {socket, Socket}}}'.
 -spec handoff_socket(server(), gen_tcp:socket() | socket:socket(), client_info())
     -> ok | {error, term()}.
-handoff_socket(Ctx, Socket, ClientInfo) when is_map(ClientInfo) ->
+handoff_socket(Ctx, Socket, ClientInfo) ->
+    case py_reactor_opts:check_args([{ctx, Ctx}, {socket, Socket},
+                                     {client_info, ClientInfo}]) of
+        ok -> handoff_socket1(Ctx, Socket, ClientInfo);
+        {error, Reason} -> {error, Reason}
+    end.
+
+handoff_socket1(Ctx, {'$socket', _} = Socket, ClientInfo) ->
+    handoff_socket2(Ctx, Socket, ClientInfo, <<>>);
+handoff_socket1(Ctx, Socket, ClientInfo) ->
+    case py_reactor_socket:take_received(Socket) of
+        {ok, Data, Taken} ->
+            case handoff_socket2(Ctx, Socket, ClientInfo, Data) of
+                ok ->
+                    ok;
+                {error, Reason} ->
+                    ok = py_reactor_socket:put_back(Socket, Taken),
+                    {error, Reason}
+            end;
+        {error, Reason} ->
+            {error, Reason}
+    end.
+
+handoff_socket2(Ctx, Socket, ClientInfo, Data) ->
     case socket_fd_and_peer(Socket) of
         {ok, Fd, PeerInfo} ->
-            case handoff(Ctx, Fd, maps:merge(PeerInfo, ClientInfo)) of
+            case handoff(Ctx, Fd, maps:merge(PeerInfo, ClientInfo), Data) of
                 ok ->
                     ok = close_socket(Socket);
                 {error, Reason} ->
@@ -330,7 +443,7 @@ handoff_socket(Ctx, Socket, ClientInfo) when is_map(ClientInfo) ->
     end.
 
 %% @equiv stats(Ctx, 5000)
--spec stats(server()) -> stats().
+-spec stats(server()) -> stats() | {error, term()}.
 stats(Ctx) ->
     stats(Ctx, ?DEFAULT_STATS_TIMEOUT).
 
@@ -340,17 +453,26 @@ stats(Ctx) ->
 %% `active_connections' and `total_connections' (the context's own exact
 %% counts: a connection is active from its handoff until the port reports it
 %% closed), `refused_handoffs' (refused by the context, plus any refused by
-%% the port's own limit), and, from the port, `total_requests' (calls of
+%% the port's own limit), and, from the port, `total_requests' (HTTP requests of a WSGI context, calls of
 %% `data_received'), `bytes_in', `bytes_out', `python_errors' and
-%% `pending_fds'. Exits like `gen_server:call/3' when the context is not alive
-%% or does not answer within `Timeout'.
--spec stats(server(), timeout()) -> stats().
+%% `pending_fds'. `python_errors' counts the connections closed by a fault
+%% of the protocol: an exception raised by the factory or a callback
+%% (`connection_made', `data_received', `write_ready', `connection_lost'), or
+%% a callback returning something that is not an action (`bad_action').
+%%
+%% Errors, as for {@link exec/3}: `{error, no_reactor_context}' when `Ctx'
+%% is not alive, `{error, timeout}' when it does not answer within
+%% `Timeout', `{error, {bad_argument, {Name, Value}}}'.
+-spec stats(server(), timeout()) -> stats() | {error, term()}.
 stats(Ctx, Timeout) ->
-    case gen_server:call(Ctx, {request, stats, []}, Timeout) of
-        {ok, Stats} ->
-            Stats;
+    case py_reactor_opts:check_args([{ctx, Ctx}, {timeout, Timeout}]) of
+        ok ->
+            case request(Ctx, stats, [], Timeout) of
+                {ok, Stats} -> Stats;
+                {error, Reason} -> {error, Reason}
+            end;
         {error, Reason} ->
-            exit({Reason, {?MODULE, stats, [Ctx, Timeout]}})
+            {error, Reason}
     end.
 
 %% @doc Stops the context: the port calls `connection_lost()' for every open
@@ -362,12 +484,20 @@ stats(Ctx, Timeout) ->
 %% alive. A context supervised with restart `permanent' is restarted by its
 %% supervisor; stop a context of {@link py_reactor_sup} with
 %% {@link py_reactor_sup:stop_context/1}.
--spec stop(server()) -> ok.
+%% A `Ctx' that is neither a pid nor an atom gives
+%% `{error, {bad_argument, {ctx, Ctx}}}'.
+-spec stop(server()) -> ok | {error, term()}.
 stop(Ctx) ->
-    try
-        gen_server:stop(Ctx, normal, infinity)
-    catch
-        exit:noproc -> ok
+    case py_reactor_opts:check_args([{ctx, Ctx}]) of
+        ok ->
+            try
+                gen_server:stop(Ctx, normal, infinity)
+            catch
+                exit:noproc -> ok;
+                exit:normal -> ok % It stopped by itself meanwhile.
+            end;
+        {error, Reason} ->
+            {error, Reason}
     end.
 
 %% @equiv exec(Ctx, Code, 30000)
@@ -385,7 +515,7 @@ exec(Ctx, Code) ->
 %% alive, `{error, {port_exited | port_killed, _}}' when the port died.
 -spec exec(server(), unicode:chardata(), timeout()) -> ok | {error, term()}.
 exec(Ctx, Code, Timeout) ->
-    request(Ctx, exec, [to_binary(Code)], Timeout).
+    checked_request(Ctx, exec, [{code, Code}], [], Timeout).
 
 %% @equiv eval(Ctx, Expr, 30000)
 -spec eval(server(), unicode:chardata()) -> {ok, term()} | {error, term()}.
@@ -399,7 +529,7 @@ eval(Ctx, Expr) ->
 %% {@link exec/3}.
 -spec eval(server(), unicode:chardata(), timeout()) -> {ok, term()} | {error, term()}.
 eval(Ctx, Expr, Timeout) ->
-    request(Ctx, eval, [to_binary(Expr)], Timeout).
+    checked_request(Ctx, eval, [{expr, Expr}], [], Timeout).
 
 %% @equiv call(Ctx, Module, Function, Args, 30000)
 -spec call(server(), atom() | unicode:chardata(), atom() | unicode:chardata(), [term()])
@@ -428,17 +558,23 @@ call(Ctx, Module, Function, Args) ->
 %% `{error, {aux_socket, Reason}}'.
 -spec call(server(), atom() | unicode:chardata(), atom() | unicode:chardata(), [term()],
            timeout()) -> {ok, term()} | {error, term()}.
-call(Ctx, Module, Function, Args, Timeout) when is_list(Args) ->
-    Names = [to_binary(Module), to_binary(Function)],
+call(Ctx, Module, Function, Args, Timeout) ->
+    case py_reactor_opts:check_args([{args, Args}]) of
+        ok -> call_with_fds(Ctx, Module, Function, Args, Timeout);
+        {error, Reason} -> {error, Reason}
+    end.
+
+call_with_fds(Ctx, Module, Function, Args, Timeout) ->
+    Names = [{module, Module}, {function, Function}],
     case call_fds(Args, 0, [], []) of
         {ok, _, []} ->
-            request(Ctx, call, Names ++ [Args], Timeout);
+            checked_request(Ctx, call, Names, [Args], Timeout);
         {ok, Args1, Fds} ->
             case safe_call(Ctx, {send_fds, [Fd || {_, Fd, _} <- Fds]}, infinity) of
                 {ok, Ids} ->
                     _ = [close_socket(S) || {_, _, S} <- Fds, S =/= none],
                     FdArgs = [{Index, Id} || {{Index, _, _}, Id} <- lists:zip(Fds, Ids)],
-                    request(Ctx, call, Names ++ [Args1, FdArgs], Timeout);
+                    checked_request(Ctx, call, Names, [Args1, FdArgs], Timeout);
                 {error, Reason} ->
                     {error, Reason}
             end;
@@ -473,12 +609,30 @@ is_socket(Port) when is_port(Port) ->
 is_socket(_) ->
     false.
 
+%% @doc Gives the port a duplicate of the listening socket `Fd' to accept
+%% on itself (a listener's `accept => port'; see `docs/protocol.md',
+%% `listen'). `Opts': `max_connections' (the port's share of the listener's
+%% limit, 0 for none) and `paused' (`true': do not accept yet). The port
+%% reports each connection it accepts; they count as handed off.
+-spec listen(server(), non_neg_integer(), #{max_connections := non_neg_integer(),
+                                             paused := boolean()}) -> ok | {error, term()}.
+listen(Ctx, Fd, Opts) ->
+    safe_call(Ctx, {listen, Fd, Opts}, infinity).
+
+%% @doc Changes the share and the pause of a port that accepts itself (see
+%% {@link listen/3}).
+-spec listen_control(server(), #{max_connections := non_neg_integer(),
+                                 paused := boolean()}) -> ok | {error, term()}.
+listen_control(Ctx, Opts) ->
+    safe_call(Ctx, {listen_control, Opts}, infinity).
+
 %% proc_lib.
 
 %% @private
 -spec init(pid(), term(), mode(), map()) -> no_return().
 init(Parent, Id, Mode, Opts) ->
     process_flag(trap_exit, true),
+    ok = py_reactor_log:ensure_visible(),
     logger:set_process_metadata(#{py_reactor_context => Id, domain => [py_reactor]}),
     case register_names(Opts) of
         ok ->
@@ -505,18 +659,26 @@ init(Args) ->
 %% @private
 -spec handle_call(term(), gen_server:from(), state())
     -> {reply, term(), state()} | {noreply, state()}.
-handle_call({handoff, _Fd, _ClientInfo}, _From,
+handle_call({handoff, Fd, ClientInfo}, From, State) ->
+    handle_call({handoff, Fd, ClientInfo, <<>>}, From, State);
+handle_call({handoff, _Fd, _ClientInfo, _Data}, _From,
             State = #state{conns = Conns, max_connections = Max, refused = Refused})
         when map_size(Conns) >= Max ->
     {reply, {error, max_connections}, State#state{refused = Refused + 1}};
-handle_call({handoff, Fd, ClientInfo}, _From, State) ->
-    {Reply, State1} = do_handoff(Fd, ClientInfo, State),
+handle_call({handoff, Fd, ClientInfo, Data}, _From, State) ->
+    {Reply, State1} = do_handoff(Fd, ClientInfo, Data, State),
     {reply, Reply, State1};
 handle_call({request, Kind, Args}, From, State) ->
     do_request(Kind, Args, From, State);
 handle_call({send_fds, Fds}, _From, State) ->
     {Reply, State1} = send_call_fds(Fds, [], State),
     {reply, Reply, State1};
+handle_call({listen, Fd, Opts}, _From, State) ->
+    {Reply, State1} = do_listen(Fd, Opts, State),
+    {reply, Reply, State1};
+handle_call({listen_control, Opts}, From, State) ->
+    %% Answered once the port has applied it: a suspend is then in force.
+    do_request(listen_control, [Opts], From, State);
 handle_call(Request, From, State) ->
     ?LOG_ERROR("py_reactor_context ~0p: unexpected call ~0p from ~0p",
                [State#state.id, Request, From]),
@@ -543,6 +705,9 @@ handle_info({'EXIT', Port, Reason}, State = #state{port = Port}) ->
     after ?KILL_WAIT ->
         {stop, {port_closed, Reason}, State#state{port = undefined}}
     end;
+handle_info({py_reactor_vm_reply, Id, Result}, State) ->
+    ok = send_vm_reply(Id, Result, State),
+    {noreply, State};
 handle_info({'EXIT', _Pid, normal}, State) ->
     {noreply, State};
 handle_info({'EXIT', _Pid, Reason}, State) ->
@@ -558,6 +723,7 @@ handle_info(Info, State) ->
 terminate(Reason, State) ->
     State1 = shutdown_port(State),
     ok = close_aux(State1),
+    ok = count_listener(lost, State1),
     ReplyReason = case Reason of
         {port_exited, _} -> Reason;
         {port_killed, _} -> Reason;
@@ -610,6 +776,14 @@ check_opt(app_module, Name) when is_atom(Name) -> {ok, atom_to_binary(Name)};
 check_opt(app_module, Name) -> chardata_opt(Name);
 check_opt(app_callable, Name) when is_atom(Name) -> {ok, atom_to_binary(Name)};
 check_opt(app_callable, Name) -> chardata_opt(Name);
+check_opt(app_interface, I) when I =:= auto; I =:= wsgi; I =:= asgi; I =:= protocol ->
+    {ok, I};
+check_opt(access_log, Bool) when is_boolean(Bool) -> {ok, Bool};
+check_opt(Key, N) when (Key =:= max_request_line orelse Key =:= max_header_block orelse
+                        Key =:= max_header_count orelse Key =:= max_body_size orelse
+                        Key =:= keepalive_timeout orelse Key =:= header_timeout orelse
+                        Key =:= threads), is_integer(N), N > 0 ->
+    {ok, N};
 check_opt(python_path, Dirs) when is_list(Dirs) ->
     try
         {ok, [unicode:characters_to_binary(filename:absname(Dir)) || Dir <- Dirs]}
@@ -626,6 +800,8 @@ check_opt(port_executable, Path) when is_list(Path); is_binary(Path) ->
 check_opt(record, Path) when is_list(Path); is_binary(Path) ->
     try {ok, filename:absname(Path)} catch error:_ -> error end;
 check_opt(record_bytes, Bool) when is_boolean(Bool) -> {ok, Bool};
+check_opt(listener, Slot) when element(1, Slot) =:= py_reactor_slot -> {ok, Slot};
+check_opt(python, Path) when is_list(Path); is_binary(Path) -> python_opt(Path);
 check_opt(env, Env) when is_list(Env) ->
     case lists:all(fun({K, V}) -> io_lib:printable_list(K)
                                       andalso (V =:= false orelse io_lib:printable_list(V));
@@ -639,7 +815,12 @@ check_opt(Key, _Value) when Key =:= max_connections; Key =:= name;
                             Key =:= stop_timeout; Key =:= python_path;
                             Key =:= port_executable; Key =:= env;
                             Key =:= record; Key =:= record_bytes;
-                            Key =:= idle_timeout ->
+                            Key =:= app_interface; Key =:= access_log;
+                            Key =:= max_request_line; Key =:= max_header_block;
+                            Key =:= max_header_count; Key =:= max_body_size;
+                            Key =:= keepalive_timeout; Key =:= header_timeout;
+                            Key =:= threads; Key =:= idle_timeout;
+                            Key =:= python ->
     error;
 check_opt(_Key, _Value) ->
     unknown.
@@ -650,6 +831,23 @@ chardata_opt(Data) ->
         _Incomplete -> error
     catch
         error:badarg -> error
+    end.
+
+%% A path is made absolute but not resolved: a virtualenv's bin/python is a
+%% symbolic link, and its own location is what names the environment.
+python_opt(Path) ->
+    try filename:flatten(Path) of
+        Flat ->
+            case lists:member($/, unicode:characters_to_list(Flat)) of
+                true -> {ok, filename:absname(Flat)};
+                false ->
+                    case os:find_executable(unicode:characters_to_list(Flat)) of
+                        false -> error;
+                        Found -> {ok, Found}
+                    end
+            end
+    catch
+        error:_ -> error
     end.
 
 register_names(Opts) ->
@@ -671,12 +869,14 @@ start_port(Id, Mode, Opts) ->
     Exe = maps:get(port_executable, Opts, default_executable()),
     Deadline = deadline(maps:get(start_timeout, Opts)),
     PortOpts = [{packet, 4}, binary, exit_status, use_stdio, hide,
-                {args, ["serve", "--vm-pid", os:getpid() | record_args(Opts)]},
+                {args, ["serve", "--vm-pid", os:getpid()
+                        | record_args(Opts) ++ python_args(Opts)]},
                 {env, maps:get(env, Opts)}],
     try open_port({spawn_executable, Exe}, PortOpts) of
         Port ->
             {os_pid, OsPid} = erlang:port_info(Port, os_pid),
             State = #state{id = Id, mode = Mode, port = Port, os_pid = OsPid,
+                           listener = maps:get(listener, Opts, undefined),
                            max_connections = maps:get(max_connections, Opts),
                            stop_timeout = maps:get(stop_timeout, Opts)},
             case handshake(Opts, Deadline, State) of
@@ -707,6 +907,11 @@ record_args(#{record := Path, record_bytes := true}) ->
 record_args(#{record := Path}) ->
     ["--record", Path];
 record_args(#{}) ->
+    [].
+
+python_args(#{python := Path}) ->
+    ["--python", Path];
+python_args(#{}) ->
     [].
 
 default_executable() ->
@@ -744,6 +949,10 @@ await_hello(Deadline, State = #state{port = Port}) ->
                     {ok, Hello, State};
                 {ok, {hello, Hello}} ->
                     {error, {bad_hello, Hello}, State};
+                {ok, {error, Reason}} ->
+                    %% The port could not start (the `python' option named
+                    %% an unusable interpreter) and said why instead of hello.
+                    {error, Reason, State};
                 {ok, {log, _, _} = Log} ->
                     await_hello(Deadline, handle_term(Log, State));
                 {ok, Term} ->
@@ -773,7 +982,10 @@ connect_aux(Path) ->
 
 setup(Opts, Deadline, State = #state{id = Id, next_ref = Ref}) ->
     SetupOpts0 = maps:with([setup_code, app_module, app_callable, python_path,
-                            max_connections, idle_timeout], Opts),
+                            max_connections, app_interface, max_request_line,
+                            max_header_block, max_header_count, max_body_size,
+                            keepalive_timeout, header_timeout, threads, access_log,
+                            idle_timeout], Opts),
     ContextId = case convertible(Id) of
         true -> Id;
         false -> iolist_to_binary(io_lib:format("~0p", [Id]))
@@ -973,21 +1185,30 @@ signal_name(N) -> N.
 
 %% Internal: handoff and requests.
 
-do_handoff(Fd, ClientInfo, State = #state{sock = Sock, next_conn_id = ConnId,
+do_handoff(Fd, ClientInfo, Data, State = #state{sock = Sock, next_conn_id = ConnId,
                                           conns = Conns, total = Total}) ->
     Msg = #{iov => [<<ConnId:64/big>>],
             ctrl => [#{level => socket, type => rights, data => <<Fd:32/native>>}]},
+    %% Counted before the port can serve it: a listener places the next
+    %% connection by these counts.
+    ok = count_listener(opened, State),
     case send_fd(Sock, Msg) of
         ok ->
             ClientInfo1 = ClientInfo#{reactor_pid => self(), conn_id => ConnId},
             State1 = State#state{next_conn_id = ConnId + 1},
-            case send_frame({handoff, ConnId, ClientInfo1}, State1) of
+            Frame = case Data of
+                <<>> -> {handoff, ConnId, ClientInfo1};
+                _ -> {handoff, ConnId, ClientInfo1, Data}
+            end,
+            case send_frame(Frame, State1) of
                 ok ->
                     {ok, State1#state{conns = Conns#{ConnId => true}, total = Total + 1}};
                 {error, Reason} ->
+                    ok = count_listener(undone, State1),
                     {{error, Reason}, State1}
             end;
         {error, Reason} ->
+            ok = count_listener(undone, State),
             {{error, {aux_socket, Reason}}, State}
     end.
 
@@ -1004,6 +1225,30 @@ send_call_fds([Fd | Rest], Ids, State = #state{sock = Sock, next_conn_id = Id}) 
         ok -> send_call_fds(Rest, [Id | Ids], State#state{next_conn_id = Id + 1});
         {error, Reason} -> {{error, {aux_socket, Reason}}, State}
     end.
+
+%% The listening socket goes under an id of the handoffs' space, with its own
+%% message, so the port never takes it for a connection.
+do_listen(Fd, Opts, State = #state{sock = Sock, next_conn_id = Id}) ->
+    Msg = #{iov => [<<Id:64/big>>],
+            ctrl => [#{level => socket, type => rights, data => <<Fd:32/native>>}]},
+    case send_fd(Sock, Msg) of
+        ok ->
+            State1 = State#state{next_conn_id = Id + 1},
+            {send_frame({listen, Id, Opts#{reactor_pid => self()}}, State1), State1};
+        {error, Reason} ->
+            {{error, {aux_socket, Reason}}, State}
+    end.
+
+count_listener(_Event, #state{listener = undefined}) ->
+    ok;
+count_listener(opened, #state{listener = Slot}) ->
+    py_reactor_server:conn_opened(Slot);
+count_listener(closed, #state{listener = Slot}) ->
+    py_reactor_server:conn_closed(Slot);
+count_listener(undone, #state{listener = Slot}) ->
+    py_reactor_server:conn_undone(Slot);
+count_listener(lost, #state{listener = Slot}) ->
+    py_reactor_server:conns_lost(Slot).
 
 send_fd(Sock, Msg) ->
     case socket:sendmsg(Sock, Msg, ?AUX_SEND_TIMEOUT) of
@@ -1036,6 +1281,18 @@ request(Ctx, Kind, Args, Timeout) ->
         {error, Why} -> {error, {bad_term, Why}}
     end.
 
+%% A request whose text arguments ({Name, Value}) become binaries; bad
+%% arguments are answered without calling the context.
+checked_request(Ctx, Kind, TextArgs, OtherArgs, Timeout) ->
+    case py_reactor_opts:check_args([{ctx, Ctx}, {timeout, Timeout} | TextArgs]) of
+        ok ->
+            Texts = [Bin || {Name, Value} <- TextArgs,
+                            {ok, Bin} <- [py_reactor_opts:text(Name, Value)]],
+            request(Ctx, Kind, Texts ++ OtherArgs, Timeout);
+        {error, Reason} ->
+            {error, Reason}
+    end.
+
 safe_call(Ctx, Request, Timeout) ->
     try
         gen_server:call(Ctx, Request, Timeout)
@@ -1044,13 +1301,15 @@ safe_call(Ctx, Request, Timeout) ->
             {error, timeout};
         exit:{noproc, {gen_server, call, _}} ->
             {error, no_reactor_context};
+        exit:{{nodedown, _}, {gen_server, call, _}} ->
+            {error, no_reactor_context};
         exit:{Reason, {gen_server, call, _}} ->
             {error, {context_exited, Reason}}
     end.
 
 reply_request(stats, From, {ok, PortStats}, State) when is_map(PortStats) ->
     gen_server:reply(From, {ok, merge_stats(PortStats, State)});
-reply_request(exec, From, ok, _State) ->
+reply_request(Kind, From, ok, _State) when Kind =:= exec; Kind =:= listen_control ->
     gen_server:reply(From, ok);
 reply_request(Kind, From, {ok, Value}, _State) when Kind =:= eval; Kind =:= call ->
     gen_server:reply(From, {ok, Value});
@@ -1087,6 +1346,30 @@ send_frame(Term, #state{port = Port, max_frame = MaxFrame}) ->
             end
     end.
 
+%% The answer to a Python request (py_reactor_vm), made convertible: a
+%% value with no Python form becomes an error, an error reason with none is
+%% sent as its printed form.
+send_vm_reply(Id, Result, State) ->
+    Result1 = case convertible(Result) of
+        true -> Result;
+        false -> vm_reply_convertible(Result)
+    end,
+    case send_frame({vm_reply, Id, Result1}, State) of
+        ok ->
+            ok;
+        {error, {bad_term, Why}} ->
+            Text = iolist_to_binary(io_lib:format("the result cannot be sent: ~0p", [Why])),
+            _ = send_frame({vm_reply, Id, {error, {unconvertible, Text}}}, State),
+            ok;
+        {error, _PortGone} ->
+            ok
+    end.
+
+vm_reply_convertible({error, {Class, Reason}}) when is_atom(Class) ->
+    {error, {Class, iolist_to_binary(io_lib:format("~0P", [Reason, 30]))}};
+vm_reply_convertible(Result) ->
+    {error, {unconvertible, iolist_to_binary(io_lib:format("~0P", [Result, 30]))}}.
+
 %% Internal: frames from the port.
 
 decode(Frame) ->
@@ -1119,6 +1402,7 @@ handle_term({reply, Ref, Result}, State = #state{requests = Requests}) ->
 handle_term({closed, ConnId, Reason}, State = #state{conns = Conns}) ->
     case maps:take(ConnId, Conns) of
         {true, Conns1} ->
+            ok = count_listener(closed, State),
             log_closed(ConnId, Reason, State),
             State#state{conns = Conns1};
         error ->
@@ -1126,6 +1410,10 @@ handle_term({closed, ConnId, Reason}, State = #state{conns = Conns}) ->
                        [State#state.id, ConnId, Reason, 30]),
             State
     end;
+handle_term({accepted, ConnId, _ClientInfo}, State = #state{conns = Conns, total = Total}) ->
+    %% A connection the port accepted itself (listen): counted as a handoff.
+    ok = count_listener(opened, State),
+    State#state{conns = Conns#{ConnId => true}, total = Total + 1};
 handle_term({log, Level, Text}, State = #state{id = Id}) ->
     Meta = #{py_reactor_context => Id, domain => [py_reactor]},
     case is_log_level(Level) of
@@ -1138,6 +1426,21 @@ handle_term({log, Level, Text}, State = #state{id = Id}) ->
     State;
 handle_term({send, Pid, Term}, State) when is_pid(Pid) ->
     Pid ! Term,
+    State;
+handle_term({send, Name, Term}, State) when is_atom(Name) ->
+    try Name ! Term of
+        _ -> ok
+    catch
+        error:badarg ->
+            ?LOG_WARNING("py_reactor_context ~0p: Python sent a message to ~0p, "
+                         "which is not a registered name", [State#state.id, Name])
+    end,
+    State;
+handle_term({vm_request, Id, Request}, State) ->
+    case py_reactor_vm:handle(Id, Request, self()) of
+        {reply, Result} -> send_vm_reply(Id, Result, State);
+        noreply -> ok
+    end,
     State;
 handle_term({frame_error, Text}, State) ->
     ?LOG_ERROR("py_reactor_context ~0p: the port refused a frame: ~ts", [State#state.id, Text]),

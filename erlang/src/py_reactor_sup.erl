@@ -1,7 +1,9 @@
 %% @doc The application's top supervisor, under which users may start
 %% reactor contexts.
 %%
-%% It is a `one_for_one' supervisor that starts empty. Each context started
+%% It is a `one_for_one' supervisor that starts with one worker,
+%% {@link py_reactor_dup} (which keeps the descriptors of
+%% {@link py:dup_fd/1}), and no context. Each context started
 %% with {@link start_context/3} becomes a child with the child id
 %% `{py_reactor_context, Id}' and the child spec of
 %% {@link py_reactor_context:child_spec/1}: restart `transient' (a context that
@@ -11,6 +13,10 @@
 %%
 %% Give the context a `name' (or `default => true') to reach it across
 %% restarts: the pid changes, the registered name does not.
+%%
+%% Listeners started with {@link py_reactor:start_listener/2} are children
+%% too (`{py_reactor_listener, Name}'), after {@link py_reactor_server}, which
+%% keeps their state.
 %%
 %% Restart intensity: 10 restarts in 10 seconds, then the supervisor (and the
 %% application) stops.
@@ -77,4 +83,13 @@ which_contexts() ->
 %% @private
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
-    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, []}}.
+    %% The listeners' state (py_reactor_server) comes first; contexts and
+    %% listeners are added as children later.
+    Server = #{id => py_reactor_server,
+               start => {py_reactor_server, start_link, []},
+               restart => permanent,
+               shutdown => 5000,
+               type => worker},
+        %% py_reactor_dup keeps the descriptors py:dup_fd/1 makes.
+    Dup = #{id => py_reactor_dup, start => {py_reactor_dup, start_link, []}},
+    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, [Server, Dup]}}.

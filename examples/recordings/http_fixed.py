@@ -11,18 +11,20 @@ lowercase; nothing else changed.
         --setup-code examples/recordings/http_fixed.py --expect-fixed
 """
 
+from typing import Any
+
 import erlang.reactor as reactor
 
 
 class TinyHTTP(reactor.Protocol):
     """HTTP/1.1, keep-alive: answers each request with the URL it asked for."""
 
-    def connection_made(self, fd, client_info):
+    def connection_made(self, fd: int, client_info: dict[Any, Any]) -> None:
         super().connection_made(fd, client_info)
         self.pending = bytearray()
         self.closing = False
 
-    def data_received(self, data):
+    def data_received(self, data: reactor.ReactorBuffer) -> str:
         self.pending.extend(data)
         while not self.closing and b"\r\n\r\n" in self.pending:
             head, _, rest = bytes(self.pending).partition(b"\r\n\r\n")
@@ -30,10 +32,10 @@ class TinyHTTP(reactor.Protocol):
             self.answer(head.decode("latin-1"))
         return "write_pending" if self.write_buffer else "continue"
 
-    def answer(self, head):
+    def answer(self, head: str) -> None:
         request_line, *lines = head.split("\r\n")
         method, path, _version = request_line.split(" ")
-        headers = {}
+        headers: dict[str, str] = {}
         for line in lines:
             name, value = line.split(": ", 1)
             headers[name.lower()] = value
@@ -45,7 +47,7 @@ class TinyHTTP(reactor.Protocol):
             self.write_buffer.extend(b"Connection: close\r\n")
         self.write_buffer.extend(b"\r\n" + body)
 
-    def write_ready(self):
+    def write_ready(self) -> str:
         written = self.write(bytes(self.write_buffer))
         del self.write_buffer[:written]
         if self.write_buffer:

@@ -2,7 +2,7 @@
 %% -*- erlang -*-
 %%! -noshell
 %%
-%% Records examples/recordings/http_bug.rec: a real session of a small
+%% Records a real session of a small
 %% keep-alive HTTP protocol with a bug, served by a py_reactor context with
 %% `record' and `record_bytes', driven by real TCP clients.
 %%
@@ -13,14 +13,22 @@
 %% answer. examples/recordings/http_fixed.py is the same protocol, fixed.
 %%
 %% Run with `make example-recording' (it builds first), from the
-%% repository's root or anywhere else. The workflow that uses the
-%% recording is in README.md, "Reproducing a protocol bug offline".
+%% repository's root or anywhere else. The recording goes to the file given
+%% as the one argument, by default _build/recordings/http_bug.rec of the
+%% repository (ignored by git): the committed
+%% examples/recordings/http_bug.rec is replaced only when named. The
+%% workflow that uses the recording is in README.md, "Reproducing a protocol
+%% bug offline".
 
-main(_Args) ->
+main(Args) ->
     Root = root(),
     true = code:add_patha(filename:join(Root, "_build/default/lib/py_reactor/ebin")),
     {ok, _} = application:ensure_all_started(py_reactor),
-    Path = filename:join([Root, "examples", "recordings", "http_bug.rec"]),
+    Path = case Args of
+        [Given] -> filename:absname(Given);
+        [] -> filename:join([Root, "_build", "recordings", "http_bug.rec"])
+    end,
+    ok = filelib:ensure_dir(Path),
     _ = file:delete(Path),
     {ok, Ctx} = py_reactor_context:start_link(example, worker,
                                               #{setup_code => setup_code(),

@@ -116,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
             };
             let fields = &t.elements;
             match request {
-                Request::Handoff { conn_id, client_info } => {
+                Request::Handoff { conn_id, client_info, .. } => {
                     assert!(conn_id > 0);
                     assert_eq!(canon(&client_info), canon(&fields[2]));
                     sent(&Notice::Closed {
@@ -149,12 +149,27 @@ fuzz_target!(|data: &[u8]| {
                         &reference,
                     );
                 }
+                Request::LateReply { .. } => {}
                 Request::Call { reference, args, .. } => {
                     assert_eq!(canon(&reference), canon(&fields[1]));
                     let list = Term::from(eetf::List::from(args));
                     assert_eq!(canon(&list), canon(&fields[4]), "call args differ from the term's list");
                     check_reply(
                         &Notice::failed(reference.clone(), &RequestFailure::NotSetUp),
+                        &reference,
+                    );
+                }
+                Request::Listen { listen_id, options } => {
+                    assert!(listen_id > 0);
+                    if let Some(pid) = &options.reactor_pid {
+                        let Term::Map(m) = &fields[2] else { panic!("listen options that are not a map") };
+                        assert!(m.map.values().any(|v| canon(v) == canon(pid)));
+                    }
+                }
+                Request::ListenControl { reference, .. } => {
+                    assert_eq!(canon(&reference), canon(&fields[1]));
+                    check_reply(
+                        &Notice::failed(reference.clone(), &RequestFailure::BadRequest("not listening".into())),
                         &reference,
                     );
                 }

@@ -7,7 +7,8 @@ protocol object that the *protocol factory* made for it:
 - on hand-off, ``init_connection(fd, client_info)`` creates the protocol and
   calls :meth:`Protocol.connection_made`; read interest is armed afterwards;
 - when the descriptor is readable, the port reads from it itself and calls
-  :meth:`Protocol.data_received` with the bytes as a :class:`ReactorBuffer`;
+  :meth:`Protocol.data_received` with the bytes as a :class:`ReactorBuffer`
+  (a ``bytes`` subclass the port read into, without a copy);
 - when it is writable (after ``"write_pending"``), :meth:`Protocol.write_ready`;
 - when the peer half-closes (a read returns no bytes),
   :meth:`Protocol.eof_received`, which may still answer;
@@ -192,10 +193,11 @@ class Protocol:
     def data_received(self, data: ReactorBuffer) -> str:
         """Called with the bytes read from the descriptor; returns an action.
 
-        ``data`` is a :class:`ReactorBuffer`, a bytes-like object that lends
-        the port's read buffer without copying; it is never empty (end of file
-        closes the connection instead).  Keep ``bytes(data)``, or extend a
-        ``bytearray`` with it, to hold on to the data after returning.
+        ``data`` is a :class:`ReactorBuffer`, a subclass of ``bytes`` that the
+        port read into without any copy: a ``bytes`` in every respect (every
+        method, operator and library that takes ``bytes``), immutable, and
+        safe to keep after returning.  It is never empty (end of file closes
+        the connection instead).
 
         The default discards the data and returns ``"continue"`` (read again),
         like :meth:`asyncio.Protocol.data_received`, which ignores data too.
@@ -246,8 +248,10 @@ class Protocol:
         """Read at most ``size`` bytes from the descriptor with one ``read(2)``.
 
         Returns ``b''`` at end of file, on an error, when nothing can be read
-        without blocking, and once the connection is closed.  The port counts
-        the bytes in its statistics.
+        without blocking, and once the connection is closed.  Data comes as a
+        :class:`ReactorBuffer` (a ``bytes``), read into without a copy, as for
+        :meth:`data_received`; ``MemoryError`` when ``size`` bytes cannot be
+        allocated.  The port counts the bytes in its statistics.
         """
         if self.closed or self.fd < 0:
             return b""
@@ -400,15 +404,24 @@ def init_connection(fd: int, client_info: dict[Any, Any], conn_id: int | None = 
     return protocol
 
 
-def on_read_ready(fd: int, data: ReactorBuffer) -> str:
+def on_read_ready(fd: int, data: ReactorBuffer | None = None) -> str:
     """Pass ``data`` read from ``fd`` to its protocol; return the action.
 
     Calls ``data_received(data)``.  Returns ``"close"`` when no protocol is
     registered under ``fd`` (or ``fd`` names a connection that has closed).
+    The port always passes the data it read; called with ``fd`` alone (as
+    code written for the original project does), the protocol reads for
+    itself with :meth:`Protocol.read`, and ``"close"`` is returned without
+    calling ``data_received`` when that gives ``b''``.
     """
     protocol = _registered(fd)
     if protocol is None:
         return CLOSE
+    if data is None:
+        chunk = protocol.read()
+        if not chunk:
+            return CLOSE
+        data = ReactorBuffer(chunk)
     return protocol.data_received(data)
 
 

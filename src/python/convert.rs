@@ -6,7 +6,6 @@
 //! with a [`ConvertError`] naming it, bound nesting to [`MAX_DEPTH`] levels and
 //! never panic.
 
-use super::buffer::ReactorBuffer;
 use eetf::{Atom, BigInteger, Binary, FixInteger, Float, List, Map, Term, Tuple};
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
@@ -71,10 +70,41 @@ pub enum ConvertError {
     /// An integer too large for the external term format.
     #[error("integer of {0} bytes is too large for an Erlang term")]
     IntegerTooLarge(usize),
+    /// An `erlang.Atom` longer than the VM allows.
+    #[error("atom of {0} characters is longer than Erlang's limit of 255")]
+    AtomTooLong(usize),
     /// Python raised while a value was being built or read.
     #[error("Python error during conversion: {0}")]
     Python(#[from] PyErr),
 }
+
+/// `erlang.Atom`: a `str` subclass for Erlang atoms. An atom from the VM
+/// arrives as one, so it still compares, hashes, formats and indexes dicts
+/// as its name does, and it goes back to the VM as the atom, not a binary.
+/// Python code makes one with `erlang.atom(name)` or `erlang.Atom(name)`.
+/// Defined in Python (pyo3 classes cannot subclass `str`), once per
+/// interpreter.
+pub fn atom_type(py: Python<'_>) -> PyResult<&Bound<'_, pyo3::types::PyType>> {
+    static ATOM: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+    ATOM.get_or_try_init(py, || {
+        let namespace = PyDict::new(py);
+        py.run(
+            c"class Atom(str):
+    '''An Erlang atom: a str that converts back to an atom (at most 255 characters).'''
+    __slots__ = ()
+    __module__ = 'erlang'
+",
+            Some(&namespace),
+            None,
+        )?;
+        let class = namespace.get_item("Atom")?.ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("Atom"))?;
+        Ok(class.cast_into::<pyo3::types::PyType>().map_err(PyErr::from)?.unbind())
+    })
+    .map(|t| t.bind(py))
+}
+
+/// Longest atom name, in characters, the VM accepts.
+const MAX_ATOM_CHARS: usize = 255;
 
 /// An Erlang pid, opaque to Python: it compares, hashes and converts back to
 /// the same pid. Python code cannot create one.
@@ -158,7 +188,7 @@ fn to_py<'py>(
             "true" => PyBool::new(py, true).to_owned().into_any(),
             "false" => PyBool::new(py, false).to_owned().into_any(),
             "none" | "nil" | "undefined" => py.None().into_bound(py),
-            name => PyString::new(py, name).into_any(),
+            name => atom_type(py)?.call1((name,))?,
         },
         Term::FixInteger(i) => PyInt::new(py, i.value).into_any(),
         Term::BigInteger(b) => big_to_py(py, b)?,
@@ -269,16 +299,19 @@ fn to_term(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Term, ConvertError> {
             .map_err(|_| ConvertError::NonFiniteFloat(value));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        let s = s
+        let text = s
             .to_str()
             .map_err(|e| ConvertError::InvalidStr(e.to_string()))?;
-        return Ok(Term::from(Binary::from(s.as_bytes())));
+        if obj.is_instance(atom_type(obj.py())?)? {
+            if text.chars().count() > MAX_ATOM_CHARS {
+                return Err(ConvertError::AtomTooLong(text.chars().count()));
+            }
+            return Ok(Term::from(Atom::from(text)));
+        }
+        return Ok(Term::from(Binary::from(text.as_bytes())));
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(Term::from(Binary::from(b.as_bytes())));
-    }
-    if let Ok(r) = obj.cast::<ReactorBuffer>() {
-        return Ok(Term::from(Binary::from(r.get().as_slice())));
     }
     if let Ok(b) = obj.cast::<PyByteArray>() {
         return Ok(Term::from(Binary::from(b.to_vec())));
@@ -443,7 +476,8 @@ def same(a, b):
     fn globals(py: Python<'_>) -> Bound<'_, PyDict> {
         let g = PyDict::new(py);
         g.set_item("Pid", py.get_type::<Pid>()).expect("Pid");
-        g.set_item("ReactorBuffer", py.get_type::<ReactorBuffer>())
+        g.set_item("Atom", atom_type(py).expect("Atom")).expect("Atom");
+        g.set_item("ReactorBuffer", crate::python::buffer::reactor_buffer_type(py).expect("type"))
             .expect("ReactorBuffer");
         let code = CString::new(HELPERS).expect("no NUL");
         py.run(&code, Some(&g), None).expect("helpers");
@@ -540,20 +574,20 @@ def same(a, b):
             assert_term_gives(py, &bin(b"\xed\xa0\x80"), "b'\\xed\\xa0\\x80'");
             assert_term_gives(py, &tuple(vec![atom("bytes"), bin(b"abc")]), "b'abc'");
             assert_term_gives(py, &tuple(vec![atom("bytes"), bin(b"")]), "b''");
-            assert_term_gives(py, &tuple(vec![atom("bytes"), int(1)]), "('bytes', 1)");
+            assert_term_gives(py, &tuple(vec![atom("bytes"), int(1)]), "(Atom('bytes'), 1)");
             assert_term_gives(
                 py,
                 &tuple(vec![atom("bytes"), bin(b"a"), bin(b"b")]),
-                "('bytes', 'a', 'b')",
+                "(Atom('bytes'), 'a', 'b')",
             );
             assert_term_gives(py, &atom("true"), "True");
             assert_term_gives(py, &atom("false"), "False");
             assert_term_gives(py, &atom("none"), "None");
             assert_term_gives(py, &atom("nil"), "None");
             assert_term_gives(py, &atom("undefined"), "None");
-            assert_term_gives(py, &atom("ok"), "'ok'");
-            assert_term_gives(py, &atom("True"), "'True'");
-            assert_term_gives(py, &atom("ünïcode"), "'ünïcode'");
+            assert_term_gives(py, &atom("ok"), "Atom('ok')");
+            assert_term_gives(py, &atom("True"), "Atom('True')");
+            assert_term_gives(py, &atom("ünïcode"), "Atom('ünïcode')");
         });
     }
 
@@ -566,7 +600,7 @@ def same(a, b):
             assert_term_gives(
                 py,
                 &list(vec![int(1), atom("a"), bin(b"b")]),
-                "[1, 'a', 'b']",
+                "[1, Atom('a'), 'b']",
             );
             assert_term_gives(py, &tuple(vec![]), "()");
             assert_term_gives(py, &tuple(vec![int(1), list(vec![int(2)])]), "(1, [2])");
@@ -642,6 +676,9 @@ def same(a, b):
         with_py(|py| {
             let big = |s: &str| py_to_term(&eval(py, s)).expect("big int");
             let terms = vec![
+                atom("hello"),
+                atom("ünïcode"),
+                tuple(vec![atom("ok"), map(vec![(atom("k"), atom("v"))])]),
                 int(0),
                 int(42),
                 int(-42),
@@ -682,7 +719,6 @@ def same(a, b):
             let one_way = [
                 (atom("nil"), atom("none")),
                 (atom("undefined"), atom("none")),
-                (atom("hello"), bin(b"hello")),
                 (tuple(vec![atom("bytes"), bin(b"ab")]), bin(b"ab")),
                 (Term::from(BigInteger::from(9i64)), int(9)),
             ];
@@ -690,6 +726,20 @@ def same(a, b):
                 let value = term_to_py(py, term).expect("to Python");
                 assert_eq!(&py_to_term(&value).expect("back"), expected, "{term}");
             }
+        });
+    }
+
+    #[test]
+    fn atoms_are_str_and_go_back_as_atoms() {
+        with_py(|py| {
+            let value = term_to_py(py, &atom("ok")).expect("to Python");
+            assert!(value.is_instance_of::<PyString>());
+            assert_eq!(value.extract::<String>().expect("str"), "ok");
+            assert!(value.eq("ok").expect("compare"));
+            let made = atom_type(py).expect("Atom").call1(("made",)).expect("Atom('made')");
+            assert_eq!(py_to_term(&made).expect("back"), atom("made"));
+            let long = atom_type(py).expect("Atom").call1(("x".repeat(256),)).expect("long Atom");
+            assert!(matches!(py_to_term(&long), Err(ConvertError::AtomTooLong(256))));
         });
     }
 

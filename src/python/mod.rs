@@ -11,6 +11,7 @@
 pub mod buffer;
 pub mod convert;
 pub mod native;
+pub mod wsgi;
 pub mod timers;
 
 use std::ffi::{CString, NulError};
@@ -19,10 +20,9 @@ use std::path::{Path, PathBuf};
 
 use eetf::Term;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::message::{PythonError, RequestFailure, SetupOptions};
-use buffer::ReactorBuffer;
 use convert::{py_to_term, term_to_py};
 use native::Shared;
 
@@ -45,10 +45,24 @@ const PYTHON_EXECUTABLE: &str = env!("PY_REACTOR_PYTHON_EXECUTABLE");
 /// and `package_dir` (the directory holding the `erlang` package) first on
 /// `sys.path`. Call once, before any other Python use.
 pub fn initialize(package_dir: &Path, argv: &[String]) -> Result<(), InitError> {
+    initialize_with(package_dir, argv, None)
+}
+
+/// [`initialize`], with `python` (a Python executable of the built minor
+/// version, see `crate::interpreter`) as `sys.executable`: the `site`
+/// module then takes on its environment (a virtualenv's prefix,
+/// site-packages and `.pth` files) as when that executable runs. The
+/// standard library stays that of the home the port was built against.
+pub fn initialize_with(package_dir: &Path, argv: &[String], python: Option<&Path>) -> Result<(), InitError> {
     use native::_py_reactor;
     pyo3::append_to_inittab!(_py_reactor);
     let home = CString::new(PYTHON_HOME)?;
-    let executable = CString::new(PYTHON_EXECUTABLE)?;
+    let executable = match python {
+        // Not canonicalised: a virtualenv's bin/python is a symbolic link
+        // to the base interpreter, and its own path is what finds pyvenv.cfg.
+        Some(path) => CString::new(path.as_os_str().as_encoded_bytes())?,
+        None => CString::new(PYTHON_EXECUTABLE)?,
+    };
     let args: Vec<CString> = argv.iter().map(|a| CString::new(a.as_str())).collect::<Result<_, _>>()?;
     let mut arg_ptrs: Vec<*const std::os::raw::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     // SAFETY: plain use of CPython's documented initialisation API from the
@@ -184,13 +198,29 @@ fn code(text: &str) -> Result<CString, PythonError> {
     })
 }
 
+/// What `py_reactor_port python` accepts.
+pub const PROGRAM_USAGE: &str = "usage: py_reactor_port python [-c CODE | -m MODULE | SCRIPT | -] [ARGS...]
+       py_reactor_port python --version
+With no argument: an interactive interpreter when stdin is a terminal, else the
+program read from stdin. No other option of `python3` is accepted.";
+
+/// Runs `source` as the program `__main__`, named `filename` in tracebacks.
+fn run_source(py: Python<'_>, source: &str, filename: &str) -> PyResult<()> {
+    let builtins = py.import("builtins")?;
+    let code = builtins.call_method1("compile", (source, filename, "exec"))?;
+    builtins.call_method1("exec", (code, main_dict(py)?))?;
+    Ok(())
+}
+
 fn main_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(py.import("__main__")?.dict())
 }
 
 /// Runs the context's setup: extra paths, `setup_code`, `app_module` and
-/// `app_callable` (which becomes the protocol factory).
-pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<(), PythonError> {
+/// `app_callable`. A protocol factory is installed; a WSGI application is
+/// returned, for the loop to serve over HTTP (`app_interface`, see
+/// `erlang.wsgi.interface_of`).
+pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<Option<Py<PyAny>>, PythonError> {
     let err = |e| python_error(py, e);
     let path = py.import("sys").and_then(|s| s.getattr("path")).map_err(err)?;
     for (i, dir) in options.python_path.iter().enumerate() {
@@ -202,20 +232,29 @@ pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<(), PythonError> 
     if let Some(module) = &options.app_module {
         let module = py.import(module.as_str()).map_err(err)?;
         if let Some(name) = &options.app_callable {
-            let factory = module.getattr(name.as_str()).map_err(err)?;
-            if !factory.is_callable() {
+            let app = module.getattr(name.as_str()).map_err(err)?;
+            if !app.is_callable() {
                 return Err(PythonError {
                     kind: "TypeError".into(),
                     message: format!("app_callable {name} is not callable"),
                     traceback: String::new(),
                 });
             }
+            let interface = options.app_interface.as_deref().unwrap_or("auto");
+            let interface: String = py
+                .import("erlang.wsgi")
+                .and_then(|w| w.call_method1("interface_of", (&app, interface)))
+                .and_then(|i| i.extract())
+                .map_err(err)?;
+            if interface == "wsgi" {
+                return Ok(Some(app.unbind()));
+            }
             py.import("erlang.reactor")
-                .and_then(|r| r.call_method1("set_protocol_factory", (factory,)))
+                .and_then(|r| r.call_method1("set_protocol_factory", (app,)))
                 .map_err(err)?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Runs statements in `__main__`.
@@ -364,18 +403,17 @@ impl Bridge {
         }
     }
 
-    /// `protocol.data_received(ReactorBuffer(data))` for the connection on
-    /// `fd`, with no copy of `data`.
+    /// `protocol.data_received(data)` for the connection on `fd`, `data`
+    /// being the `ReactorBuffer` the loop read into ([`buffer::read`]).
     pub fn data_received(
         &self,
         py: Python<'_>,
         fd: RawFd,
         protocol: &Py<PyAny>,
-        data: Vec<u8>,
+        data: Bound<'_, PyBytes>,
     ) -> Result<Action, CallbackError> {
-        let buffer = Bound::new(py, ReactorBuffer::new(data)).map_err(|e| CallbackError::Python(python_error(py, e)))?;
         before_callback();
-        let result = protocol.bind(py).call_method1(self.data_received.bind(py), (buffer,));
+        let result = protocol.bind(py).call_method1(self.data_received.bind(py), (data,));
         self.action(py, fd, result)
     }
 
@@ -447,7 +485,7 @@ const ACTION_NAMES: [(&str, Action); 5] = [
 /// available: `-m MODULE ARGS`, `-c CODE ARGS` or `SCRIPT ARGS`. Returns the
 /// exit status.
 pub fn run_program(py: Python<'_>, args: &[String]) -> i32 {
-    let result = (|| -> PyResult<()> {
+    let result = (|| -> PyResult<i32> {
         let sys = py.import("sys")?;
         let runpy = py.import("runpy")?;
         let path = sys.getattr("path")?;
@@ -466,22 +504,52 @@ pub fn run_program(py: Python<'_>, args: &[String]) -> i32 {
                 let source = CString::new(text.as_str())?;
                 py.run(&source, Some(&main_dict(py)?), None)?;
             }
+            [flag] if flag == "--version" || flag == "-V" => {
+                let version = sys.getattr("version")?.str()?.to_string();
+                println!("Python {}", version.split_whitespace().next().unwrap_or(&version));
+            }
+            [flag, ..] if flag == "-h" || flag == "--help" => println!("{PROGRAM_USAGE}"),
+            [] => {
+                sys.setattr("argv", PyList::new(py, [""])?)?;
+                path.call_method1("insert", (0, ""))?;
+                let stdin = sys.getattr("stdin")?;
+                if stdin.call_method0("isatty")?.is_truthy()? {
+                    // Line editing and history when the readline module exists.
+                    let _ = py.import("readline");
+                    let kwargs = PyDict::new(py);
+                    let banner = format!(
+                        "Python {} in py_reactor_port (the erlang package is importable)",
+                        sys.getattr("version")?.str()?
+                    );
+                    kwargs.set_item("banner", banner)?;
+                    kwargs.set_item("exitmsg", "")?;
+                    kwargs.set_item("local", main_dict(py)?)?;
+                    py.import("code")?.call_method("interact", (), Some(&kwargs))?;
+                } else {
+                    run_source(py, &stdin.call_method0("read")?.str()?.to_string(), "<stdin>")?;
+                }
+            }
+            [flag, rest @ ..] if flag == "-" => {
+                sys.setattr("argv", PyList::new(py, std::iter::once(flag).chain(rest))?)?;
+                path.call_method1("insert", (0, ""))?;
+                let source = sys.getattr("stdin")?.call_method0("read")?.str()?.to_string();
+                run_source(py, &source, "<stdin>")?;
+            }
+            [flag, ..] if flag.starts_with('-') => {
+                eprintln!("py_reactor_port python: option {flag} is not supported\n{PROGRAM_USAGE}");
+                return Ok(2);
+            }
             [script, ..] => {
                 sys.setattr("argv", PyList::new(py, args)?)?;
                 let kwargs = PyDict::new(py);
                 kwargs.set_item("run_name", "__main__")?;
                 runpy.call_method("run_path", (script,), Some(&kwargs))?;
             }
-            [] => {
-                return Err(pyo3::exceptions::PyValueError::new_err(
-                    "usage: py_reactor_port python (-m MODULE | -c CODE | SCRIPT) [ARGS...]",
-                ))
-            }
         }
-        Ok(())
+        Ok(0)
     })();
     let status = match result {
-        Ok(()) => 0,
+        Ok(status) => status,
         Err(e) if e.is_instance_of::<pyo3::exceptions::PySystemExit>(py) => {
             let code = e.value(py).getattr("code").ok();
             match code {

@@ -15,7 +15,7 @@ use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
-use super::buffer::ReactorBuffer;
+use super::buffer;
 use super::convert::{py_to_term, Pid};
 use super::timers::{Owner, TimerHandle};
 use crate::message::{LogLevel, Notice};
@@ -201,26 +201,29 @@ fn check_connection(fd: RawFd, conn_id: Option<u64>) -> PyResult<()> {
     }
 }
 
-/// One `read(2)`: `b''` on end of file, error or would-block, and when
-/// `conn_id` is given and `fd` no longer belongs to that connection.
+/// One `read(2)` of up to `size` bytes, into a new `ReactorBuffer` (the
+/// same read as the loop's, so no copy): `b''` on end of file, error or
+/// would-block, and when `conn_id` is given and `fd` no longer belongs to
+/// that connection; `MemoryError` when `size` bytes cannot be allocated.
 #[pyfunction]
 #[pyo3(signature = (fd, size, conn_id=None))]
 fn read(py: Python<'_>, fd: RawFd, size: usize, conn_id: Option<u64>) -> PyResult<Bound<'_, PyBytes>> {
     if check_connection(fd, conn_id).is_err() {
         return Ok(PyBytes::new(py, b""));
     }
-    let mut buf = vec![0u8; size];
     // SAFETY: the descriptor is only borrowed for the call; a bad number
     // gives EBADF, which reads as b''.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    let n = nix::unistd::read(fd, &mut buf).unwrap_or(0);
+    let data = match buffer::read(py, fd, size) {
+        Ok(Some(data)) => data,
+        Ok(None) | Err(buffer::ReadError::Os(_)) => return Ok(PyBytes::new(py, b"")),
+        Err(buffer::ReadError::Python(e)) => return Err(e),
+    };
     if let Some(s) = Shared::get() {
-        s.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-        if n > 0 {
-            s.record(fd.as_raw_fd(), &buf[..n], false);
-        }
+        s.bytes_in.fetch_add(data.as_bytes().len() as u64, Ordering::Relaxed);
+        s.record(fd.as_raw_fd(), data.as_bytes(), false);
     }
-    Ok(PyBytes::new(py, &buf[..n]))
+    Ok(data)
 }
 
 /// One `write(2)` of a bytes-like object: bytes written, 0 when it would
@@ -360,15 +363,54 @@ fn aio_call_done(py: Python<'_>, token: u64, task: &Bound<'_, PyAny>) -> PyResul
     shared.outbound.send(&notice).map_err(|e| PyOSError::new_err(format!("cannot reach the VM: {e}")))
 }
 
-/// Sends `term` to the Erlang process `pid`.
+/// Sends `term` to `dest`: an Erlang pid, or the name (`str` or
+/// `erlang.Atom`) a process is registered under on the context's node.
 #[pyfunction]
-fn send(pid: &Bound<'_, Pid>, term: &Bound<'_, PyAny>) -> PyResult<()> {
+fn send(dest: &Bound<'_, PyAny>, term: &Bound<'_, PyAny>) -> PyResult<()> {
     let message = py_to_term(term).map_err(|e| PyTypeError::new_err(e.to_string()))?;
-    let pid = Term::from(pid.get().pid().clone());
+    let pid = if let Ok(pid) = dest.cast::<Pid>() {
+        Term::from(pid.get().pid().clone())
+    } else if let Ok(name) = dest.extract::<String>() {
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err(PyValueError::new_err(format!("{name:?} is not a registered name")));
+        }
+        Term::from(eetf::Atom::from(name))
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "send needs an erlang.Pid or a registered name, not {}",
+            dest.get_type().name()?
+        )));
+    };
     shared()?
         .outbound
         .send(&Notice::Send { pid, message })
         .map_err(|e| PyOSError::new_err(format!("cannot reach the VM: {e}")))
+}
+
+/// Sends `request` to the VM and waits up to `timeout` seconds for its
+/// answer, which is returned (see `vm_request` and docs/protocol.md); the
+/// GIL is released meanwhile. `OSError` when the VM is gone or out of
+/// reach, `TimeoutError` when no answer came.
+#[pyfunction]
+fn vm_request<'py>(py: Python<'py>, request: &Bound<'py, PyAny>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
+    let request = py_to_term(request).map_err(|e| PyTypeError::new_err(e.to_string()))?;
+    if !(timeout.is_finite() && timeout >= 0.0) {
+        return Err(PyValueError::new_err(format!("timeout must be a number of seconds, not {timeout}")));
+    }
+    let shared = shared()?;
+    let timeout = std::time::Duration::from_secs_f64(timeout);
+    let seen = |frame: &[u8]| {
+        if let Some(recorder) = &shared.recorder {
+            recorder.frame_in(frame);
+        }
+    };
+    let send = |id, request| shared.outbound.send(&Notice::VmRequest { id, request });
+    let result = py.detach(|| crate::vm_request::request(request, timeout, send, &seen));
+    match result {
+        Ok(term) => super::convert::term_to_py(py, &term).map_err(|e| PyValueError::new_err(e.to_string())),
+        Err(e @ crate::vm_request::WaitError::Timeout(_)) => Err(pyo3::exceptions::PyTimeoutError::new_err(e.to_string())),
+        Err(e) => Err(PyOSError::new_err(e.to_string())),
+    }
 }
 
 /// Sends a line to the VM's logger.
@@ -384,7 +426,7 @@ fn log(level: &str, text: &str) -> PyResult<()> {
 /// The module object, registered with `append_to_inittab!` before Python starts.
 #[pymodule]
 pub fn _py_reactor(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<ReactorBuffer>()?;
+    m.add("ReactorBuffer", buffer::reactor_buffer_type(m.py())?)?;
     m.add_class::<Pid>()?;
     m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_function(wrap_pyfunction!(write, m)?)?;
@@ -398,5 +440,7 @@ pub fn _py_reactor(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(aio_unwatch, m)?)?;
     m.add_function(wrap_pyfunction!(aio_schedule, m)?)?;
     m.add_function(wrap_pyfunction!(aio_call_done, m)?)?;
+    m.add_function(wrap_pyfunction!(vm_request, m)?)?;
+    m.add("Atom", super::convert::atom_type(m.py())?)?;
     Ok(())
 }

@@ -176,9 +176,9 @@ exec_eval_call(_Config) ->
     Self = self(),
     {ok, Self} = py_reactor_context:call(Ctx, '__main__', ident, [Self]),
     {ok, <<1, 2, 255>>} = py_reactor_context:call(Ctx, '__main__', ident, [{bytes, <<1, 2, 255>>}]),
-    {ok, <<"atom">>} = py_reactor_context:call(Ctx, '__main__', ident, [atom]),
+    {ok, atom} = py_reactor_context:call(Ctx, '__main__', ident, [atom]),
     {ok, none} = py_reactor_context:call(Ctx, '__main__', ident, [undefined]),
-    {ok, #{<<"a">> := {1, [2.0]}}} =
+    {ok, #{a := {1, [2.0]}}} =
         py_reactor_context:call(Ctx, '__main__', ident, [#{a => {1, [2.0]}}]),
     %% Errors.
     {error, {python, <<"KeyError">>, _, TbKey}} =
@@ -214,7 +214,8 @@ erlang_send(_Config) ->
                                         "    erlang.send(pid, ('got', x, [1, 2.5, None]))\n">>),
     {ok, none} = py_reactor_context:call(Ctx, '__main__', notify, [self(), hello]),
     receive
-        {<<"got">>, <<"hello">>, [1, 2.5, none]} -> ok
+        %% The atom comes back an atom (erlang.Atom), the str a binary.
+        {<<"got">>, hello, [1, 2.5, none]} -> ok
     after 5000 ->
         ct:fail(no_message_from_python)
     end,

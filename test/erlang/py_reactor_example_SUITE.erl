@@ -20,7 +20,7 @@ end_per_testcase(_Case, _Config) ->
     ok.
 
 http_example(_Config) ->
-    {ok, Server = #{port := Port, context := Ctx}} = py_reactor_example:start(http, 0),
+    {ok, Server = #{port := Port, listener := Listener}} = py_reactor_example:start(http, 0),
     Parent = self(),
     Paths = [iolist_to_binary(io_lib:format("/path/~b", [N])) || N <- lists:seq(1, 20)],
     Pids = [spawn_link(fun() -> Parent ! {self(), Path, http_get(Port, Path)} end) || Path <- Paths],
@@ -35,9 +35,9 @@ http_example(_Config) ->
      after 10000 ->
          ct:fail({no_response, Path})
      end || {Pid, Path} <- lists:zip(Pids, Paths)],
-    wait_until(fun() -> maps:get(active_connections, py_reactor_context:stats(Ctx)) =:= 0 end,
+    wait_until(fun() -> maps:get(active_connections, py_reactor:info(Listener)) =:= 0 end,
                all_closed),
-    #{total_connections := 20} = py_reactor_context:stats(Ctx),
+    #{total_connections := 20} = py_reactor:info(Listener),
     ok = py_reactor_example:stop(Server),
     {error, econnrefused} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary]).
 

@@ -371,8 +371,9 @@ callback_fault(Ctx, LSock, Bystander, {Fault, Trigger, LostRuns, Logged}) ->
     {Fault, 1} = {Fault, Errors1 - Errors0},
     %% The stats reply came after every notice of the closed connection:
     %% its messages from Python and its log events are all here by now.
-    Made = receive {<<"made">>, Tag} -> true after 0 -> false end,
-    Lost = receive {<<"lost">>, Tag} -> true after 0 -> false end,
+    %% The tag, an atom, comes back an atom.
+    Made = receive {<<"made">>, Fault} -> true after 0 -> false end,
+    Lost = receive {<<"lost">>, Fault} -> true after 0 -> false end,
     {Fault, LostRuns, LostRuns} = {Fault, Made, Lost},
     Events = [{Level, Text} || {Level, Text, #{py_reactor_context := fault_cb_ctx}} <- log_events(),
                                logger:compare_levels(Level, warning) =/= lt],
@@ -481,7 +482,7 @@ stuck_case(How, Stuck, StopTimeout) ->
     Client = handed_off(Ctx, LSock, #{test_pid => self(), tag => stuck}),
     ok = echo(Client, <<"ping">>),
     ok = gen_tcp:send(Client, Stuck),
-    receive {<<"stuck">>, <<"stuck">>} -> ok after 10000 -> ct:fail(not_stuck) end,
+    receive {<<"stuck">>, stuck} -> ok after 10000 -> ct:fail(not_stuck) end,
     %% The loop is stuck: it answered a moment ago and does not now.
     {error, timeout} = py_reactor_context:eval(Ctx, <<"1">>, 300),
     MRef = monitor(process, Ctx),
@@ -520,7 +521,7 @@ stuck_case(How, Stuck, StopTimeout) ->
             false = os_pid_alive(OsPid),
             %% Killed in the callback: connection_lost never ran (the
             %% context delivers what Python sends until the port is gone).
-            receive {<<"lost">>, <<"stuck">>} -> ct:fail(connection_lost_ran) after 0 -> ok end
+            receive {<<"lost">>, stuck} -> ct:fail(connection_lost_ran) after 0 -> ok end
     end,
     %% The kernel closed the connection with the port.
     ok = recv_closed(Client),

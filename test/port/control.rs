@@ -341,7 +341,7 @@ fn stop_closes_every_connection_then_replies_and_exits_zero() {
         let r = sees_close(c.as_fd(), Duration::from_secs(3));
         assert!(r.is_ok(), "peer did not see the close at stop: {}", r.unwrap_err());
     }
-    assert!(p.eof, "stdout not closed after exit");
+    assert!(p.wait_eof(T), "stdout not closed after exit");
 }
 
 #[test]

@@ -763,6 +763,15 @@ impl Port {
         }
     }
 
+    /// Reads events until the port's frame stream ends or `timeout` passes;
+    /// whether it ended. The reader thread may see the end only after the
+    /// process has been reaped, so a test that needs it waits for it.
+    pub fn wait_eof(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.eof && self.pump(deadline) {}
+        self.eof
+    }
+
     /// Reads whatever has already arrived, without waiting.
     pub fn drain(&mut self) {
         while let Ok(ev) = self.rx.try_recv() {
