@@ -147,6 +147,19 @@ impl Pairing {
         Offer::Waiting
     }
 
+    /// Whether the descriptor tagged `conn_id` has arrived with no frame.
+    pub fn has_fd(&self, conn_id: u64) -> bool {
+        self.fds.contains_key(&conn_id)
+    }
+
+    /// Takes the descriptor tagged `conn_id` for another use than a
+    /// connection (a `call` argument); its id is used up.
+    pub fn take_fd(&mut self, conn_id: u64) -> Option<OwnedFd> {
+        let (fd, _) = self.fds.remove(&conn_id)?;
+        self.seen.insert(conn_id);
+        Some(fd)
+    }
+
     /// Removes and returns every half older than [`PAIRING_TIMEOUT`].
     pub fn expire(&mut self, now: Instant) -> Expired {
         let old = |since: &Instant| now.duration_since(*since) >= PAIRING_TIMEOUT;

@@ -2,6 +2,7 @@
 //! flowing one way from stdin and the auxiliary socket through the loop
 //! (`reactor`) to Python and back (see `docs/internals.md`).
 
+pub mod aio;
 pub mod fdpass;
 pub mod forkguard;
 pub mod framing;

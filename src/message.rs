@@ -47,7 +47,9 @@ pub enum Request {
     Stats { reference: Term },
     Exec { reference: Term, code: String },
     Eval { reference: Term, expr: String },
-    Call { reference: Term, module: String, function: String, args: Vec<Term> },
+    /// `fds`: (argument index, connection id) of the arguments that are
+    /// descriptors passed over the auxiliary socket under that id.
+    Call { reference: Term, module: String, function: String, args: Vec<Term>, fds: Vec<(usize, u64)> },
     Stop { reference: Term },
     Listen { listen_id: u64, options: ListenOptions },
     ListenControl { reference: Term, options: ListenOptions },
@@ -177,7 +179,8 @@ impl Request {
                     Request::Eval { reference, expr: text }
                 })
             }
-            ("call", 5) => {
+            ("call", 5 | 6) => {
+                let fds = if elements.len() == 6 { Some(elements.pop().expect("arity checked")) } else { None };
                 let args = elements.pop().expect("arity checked");
                 let function = elements.pop().expect("arity checked");
                 let module = elements.pop().expect("arity checked");
@@ -189,7 +192,12 @@ impl Request {
                     Term::ByteList(b) => b.bytes.into_iter().map(|b| integer(u64::from(b))).collect(),
                     _ => return Err(bad("call", &reference, "args must be a list")),
                 };
-                Ok(Request::Call { reference, module, function, args })
+                let fds = match fds {
+                    None => Vec::new(),
+                    Some(term) => call_fds(&term, args.len())
+                        .ok_or_else(|| bad("call", &reference, "fds must be a list of {ArgIndex, ConnId} naming arguments"))?,
+                };
+                Ok(Request::Call { reference, module, function, args, fds })
             }
             ("vm_reply", 3) => match as_u64(&elements[1]) {
                 Some(id) => Ok(Request::LateReply { id }),
@@ -205,13 +213,13 @@ impl Request {
             ("setup" | "stats" | "stop" | "exec" | "eval" | "call", n) if n >= 2 => {
                 // The shape is wrong but the `Ref` is where it belongs: the
                 // caller gets an answer instead of waiting for none.
-                let (name, fields): (&'static str, usize) = match name.as_str() {
-                    "setup" => ("setup", 2),
-                    "stats" => ("stats", 1),
-                    "stop" => ("stop", 1),
-                    "exec" => ("exec", 2),
-                    "eval" => ("eval", 2),
-                    _ => ("call", 4),
+                let (name, fields): (&'static str, &str) = match name.as_str() {
+                    "setup" => ("setup", "2"),
+                    "stats" => ("stats", "1"),
+                    "stop" => ("stop", "1"),
+                    "exec" => ("exec", "2"),
+                    "eval" => ("eval", "2"),
+                    _ => ("call", "4 or 5"),
                 };
                 Err(bad(name, &elements[1], &format!("{} fields, expected {fields}", n - 1)))
             }
@@ -221,6 +229,25 @@ impl Request {
             _ => Err(RequestError::Unknown(brief(&Term::from(eetf::Tuple::from(elements))))),
         }
     }
+}
+
+/// `[{ArgIndex, ConnId}]` with every index below `arity`.
+fn call_fds(term: &Term, arity: usize) -> Option<Vec<(usize, u64)>> {
+    let elements = match term {
+        Term::List(l) => &l.elements,
+        _ => return None,
+    };
+    elements
+        .iter()
+        .map(|e| match e {
+            Term::Tuple(t) if t.elements.len() == 2 => {
+                let index = crate::terms::as_u64(&t.elements[0])? as usize;
+                let id = crate::terms::as_u64(&t.elements[1])?;
+                (index < arity).then_some((index, id))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 impl SetupOptions {
@@ -586,12 +613,28 @@ mod tests {
         );
         assert_eq!(
             req(tuple(vec![atom("call"), r.clone(), binary(b"m".to_vec()), atom("f"), list(vec![integer(1)])])),
-            Ok(Request::Call { reference: r.clone(), module: "m".into(), function: "f".into(), args: vec![integer(1)] })
+            Ok(Request::Call { reference: r.clone(), module: "m".into(), function: "f".into(), args: vec![integer(1)], fds: vec![] })
         );
         assert_eq!(
             req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![])])),
             Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]), initial_data: vec![] })
         );
+        let fd_args = list(vec![tuple(vec![integer(0), integer(7)])]);
+        assert_eq!(
+            req(tuple(vec![atom("call"), r.clone(), atom("m"), atom("f"), list(vec![atom("undefined")]), fd_args])),
+            Ok(Request::Call {
+                reference: r.clone(),
+                module: "m".into(),
+                function: "f".into(),
+                args: vec![atom("undefined")],
+                fds: vec![(0, 7)]
+            })
+        );
+        let out_of_range = list(vec![tuple(vec![integer(1), integer(7)])]);
+        assert!(matches!(
+            req(tuple(vec![atom("call"), r.clone(), atom("m"), atom("f"), list(vec![integer(1)]), out_of_range])),
+            Err(RequestError::Bad { .. })
+        ));
         assert_eq!(
             req(tuple(vec![atom("handoff"), integer(9), atom_map(vec![]), binary(b"GET".to_vec())])),
             Ok(Request::Handoff { conn_id: 9, client_info: atom_map(vec![]), initial_data: b"GET".to_vec() })

@@ -14,6 +14,7 @@ use eetf::Term;
 use nix::errno::Errno;
 use pyo3::prelude::*;
 
+use crate::aio::Asyncio;
 use crate::fdpass::{self, AuxChannel, AuxListener};
 use crate::framing::{Fill, MAX_FRAME};
 use crate::handoff::{Offer, Paired, Pairing};
@@ -61,6 +62,16 @@ pub enum Exit {
     OutputClosed,
 }
 
+/// A `call` whose descriptor arguments have not all arrived yet.
+struct ParkedCall {
+    reference: Term,
+    module: String,
+    function: String,
+    args: Vec<Term>,
+    fds: Vec<(usize, u64)>,
+    since: Instant,
+}
+
 struct Connection {
     conn_id: u64,
     fd: OwnedFd,
@@ -100,6 +111,8 @@ pub struct Reactor {
     connections: Vec<Option<Connection>>,
     active: u64,
     bridge: Option<Bridge>,
+    aio: Option<Asyncio>,
+    parked_calls: Vec<ParkedCall>,
     /// Set up with a WSGI application: every connection speaks HTTP.
     http: Option<Engine>,
     max_connections: u64,
@@ -168,6 +181,8 @@ impl Reactor {
             connections: Vec::new(),
             active: 0,
             bridge: None,
+            aio: None,
+            parked_calls: Vec::new(),
             http: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             counters: Counters::default(),
@@ -195,7 +210,12 @@ impl Reactor {
         Python::attach(|py| {
             py_timers::attach_loop_thread();
             while self.exit.is_none() {
-                let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+                let deadline = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+                let aio = self.aio.as_ref().and_then(|aio| aio.timeout(&self.shared.aio));
+                let timeout = match (deadline, aio) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 if let Err(e) = self.turn(py, timeout) {
                     self.log(LogLevel::Error, format!("poll failed: {e}"));
                     self.exit = Some(Exit::InputClosed);
@@ -233,6 +253,7 @@ impl Reactor {
         crate::forkguard::exit_if_child("a Python call");
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
+        self.apply_aio_requests();
         let selector = &mut self.selector;
         let waited = py.detach(|| selector.wait(&mut ready, timeout));
         if self.idle_timeout.is_some() {
@@ -244,7 +265,11 @@ impl Reactor {
         self.serve_queued(py);
         let served = ready.len();
         self.ready = ready;
+        self.step_asyncio(py);
         self.arm_requested_writes();
+        if !self.parked_calls.is_empty() {
+            self.run_parked_calls(py);
+        }
         if self.http.is_some() {
             self.http_finished(py);
             self.http_deadlines(py, Instant::now());
@@ -264,6 +289,7 @@ impl Reactor {
     /// Closes every connection (each gets `connection_lost`), records the end
     /// and flushes Python's streams.
     pub fn finish(&mut self, py: Python<'_>) {
+        self.stop_asyncio(py);
         self.close_all(py);
         py_timers::cancel_all();
         python::flush_streams(py);
@@ -301,7 +327,11 @@ impl Reactor {
         }
         match self.pairing.offer_fd(conn_id, fd, Instant::now()) {
             Offer::Paired(paired) => self.open(py, paired),
-            Offer::Waiting => {}
+            Offer::Waiting => {
+                if !self.parked_calls.is_empty() {
+                    self.run_parked_calls(py);
+                }
+            }
             Offer::Duplicate(fd) => {
                 drop(fd);
                 self.notify(Notice::AuxError(format!(
@@ -341,6 +371,11 @@ impl Reactor {
             KEY_LISTENING => self.on_listening(py),
             key => {
                 let fd = (key - KEY_FIRST_CONNECTION) as RawFd;
+                if self.connection(fd).is_none() {
+                    if let Some(aio) = self.aio.as_mut().filter(|aio| aio.owns(fd)) {
+                        return aio.on_ready(fd, event.interest);
+                    }
+                }
                 if self.idle_timeout.is_some() {
                     let now = self.now;
                     if let Some(conn) = self.connections.get_mut(fd as usize).and_then(Option::as_mut) {
@@ -477,7 +512,14 @@ impl Reactor {
                 let notice = if self.bridge.is_some() {
                     Notice::failed(reference, &RequestFailure::AlreadySetUp)
                 } else {
-                    let set_up = python::setup(py, &options)
+                    // The loop exists before setup_code runs, so that setup
+                    // may start servers and tasks on it.
+                    let installed = match self.aio {
+                        Some(_) => Ok(()),
+                        None => Asyncio::install(py).map(|aio| self.aio = Some(aio)),
+                    };
+                    let set_up = installed
+                        .and_then(|()| python::setup(py, &options))
                         .and_then(|app| Ok((app, Bridge::load(py)?)))
                         .and_then(|(app, bridge)| Ok((self.http_engine(py, app, options.http)?, bridge)));
                     match set_up {
@@ -555,18 +597,78 @@ impl Reactor {
                 let result = self.require_setup().and_then(|()| python::eval(py, &expr));
                 self.reply(reference, result.map(Some));
             }
-            Request::Call { reference, module, function, args } => {
-                let result = self.require_setup().and_then(|()| python::call(py, &module, &function, &args));
-                self.reply(reference, result.map(Some));
+            Request::Call { reference, module, function, args, fds } if !fds.is_empty() => {
+                self.parked_calls.push(ParkedCall { reference, module, function, args, fds, since: Instant::now() });
+                self.run_parked_calls(py);
+            }
+            Request::Call { reference, module, function, args, .. } => {
+                self.run_call(py, reference, &module, &function, &args);
             }
             Request::LateReply { id } => {
                 self.log(LogLevel::Warning, format!("the VM's reply to request {id} came after it gave up waiting"));
             }
             Request::Stop { reference } => {
+                self.stop_asyncio(py);
                 self.close_all(py);
                 self.notify(Notice::ok(reference));
                 self.exit = Some(Exit::Stopped);
             }
+        }
+    }
+
+    /// Runs `module.function(*args)`; a coroutine function's reply is sent
+    /// when its task completes.
+    fn run_call(&mut self, py: Python<'_>, reference: Term, module: &str, function: &str, args: &[Term]) {
+        let aio = &self.shared.aio;
+        let deferred = std::cell::Cell::new(None);
+        let result = self.require_setup().and_then(|()| {
+            python::call(py, module, function, args, || {
+                let token = aio.defer_call(reference.clone());
+                deferred.set(Some(token));
+                token
+            })
+        });
+        match (result, deferred.get()) {
+            // A task: the reply goes out when it completes.
+            (Ok(None), Some(_)) => {}
+            (result, token) => {
+                if let Some(token) = token {
+                    aio.complete_call(token);
+                }
+                self.reply(reference, result);
+            }
+        }
+    }
+
+    /// Runs the parked calls whose descriptors have all arrived: each such
+    /// argument becomes the port's descriptor number, owned by Python from
+    /// then on. Calls waiting longer than the pairing timeout fail.
+    fn run_parked_calls(&mut self, py: Python<'_>) {
+        let now = Instant::now();
+        let mut index = 0;
+        while index < self.parked_calls.len() {
+            let call = &self.parked_calls[index];
+            let complete = call.fds.iter().all(|(_, id)| self.pairing.has_fd(*id));
+            let expired = now.duration_since(call.since) >= crate::handoff::PAIRING_TIMEOUT;
+            if !complete && !expired {
+                index += 1;
+                continue;
+            }
+            let mut call = self.parked_calls.swap_remove(index);
+            if !complete {
+                for (_, id) in &call.fds {
+                    drop(self.pairing.take_fd(*id));
+                }
+                let text = format!("descriptor arguments not received within {:?}", crate::handoff::PAIRING_TIMEOUT);
+                self.notify(Notice::failed(call.reference, &RequestFailure::BadRequest(text)));
+                continue;
+            }
+            for (arg, id) in &call.fds {
+                let Some(fd) = self.pairing.take_fd(*id) else { continue };
+                let raw = std::os::fd::IntoRawFd::into_raw_fd(fd);
+                call.args[*arg] = crate::terms::integer(raw as u64);
+            }
+            self.run_call(py, call.reference, &call.module, &call.function, &call.args);
         }
     }
 
@@ -710,6 +812,9 @@ impl Reactor {
         }
         let raw = fd.as_raw_fd();
         let key = connection_key(raw);
+        if let Some(aio) = &mut self.aio {
+            aio.forget(raw);
+        }
         // SAFETY: the descriptor is owned by the connection table from here on
         // and `close` deregisters it before dropping it.
         if let Err(e) = unsafe { self.selector.register(fd.as_fd(), key) } {
@@ -901,6 +1006,82 @@ impl Reactor {
     fn select(&mut self, py: Python<'_>, fd: RawFd, interest: Interest) {
         if let Err(e) = self.selector.select(connection_key(fd), interest) {
             self.close(py, fd, CloseReason::Io(io_errno(&e)));
+        }
+    }
+
+    // ---- the asyncio loop (see `aio.rs`) ------------------------------------
+
+    fn apply_aio_requests(&mut self) {
+        let Some(aio) = &mut self.aio else { return };
+        let problems = aio.apply(&self.shared.aio, &mut self.selector, connection_key);
+        for problem in problems {
+            self.log(LogLevel::Error, problem);
+        }
+    }
+
+    fn step_asyncio(&mut self, py: Python<'_>) {
+        let Some(aio) = &mut self.aio else { return };
+        if !aio.wants_step(&self.shared.aio) {
+            return;
+        }
+        let (result, problems) = aio.step(py, &self.shared.aio, &mut self.selector, connection_key);
+        for problem in problems {
+            self.log(LogLevel::Error, problem);
+        }
+        if let Err(e) = result {
+            self.counters.python_errors += 1;
+            self.log(LogLevel::Error, format!("asyncio loop iteration failed: {}", e.traceback.trim_end()));
+        }
+    }
+
+    /// Cancels the asyncio loop's pending tasks and runs the loop (waiting
+    /// for its own descriptors and timers only) until they are done, for at
+    /// most [`crate::aio::SHUTDOWN_GRACE`].
+    fn stop_asyncio(&mut self, py: Python<'_>) {
+        let Some(aio) = &self.aio else { return };
+        match aio.cancel_tasks(py) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                self.log(LogLevel::Error, format!("cannot cancel asyncio tasks: {}", e.traceback.trim_end()));
+                return;
+            }
+        }
+        let deadline = Instant::now() + crate::aio::SHUTDOWN_GRACE;
+        let mut ready = Vec::new();
+        loop {
+            self.shared.aio.schedule();
+            self.step_asyncio(py);
+            let Some(aio) = &self.aio else { return };
+            let left = aio.pending_tasks(py);
+            if left == 0 {
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.log(
+                    LogLevel::Warning,
+                    format!("{left} asyncio task(s) still pending {:?} after being cancelled; abandoned", crate::aio::SHUTDOWN_GRACE),
+                );
+                return;
+            }
+            let timeout = aio.timeout(&self.shared.aio).map_or(deadline - now, |t| t.min(deadline - now));
+            ready.clear();
+            self.apply_aio_requests();
+            let selector = &mut self.selector;
+            if py.detach(|| selector.wait(&mut ready, Some(timeout))).is_err() {
+                return;
+            }
+            // Only the loop's own descriptors are served: the context is
+            // stopping, its connections are closed next.
+            for event in ready.iter().copied() {
+                let fd = event.key.wrapping_sub(KEY_FIRST_CONNECTION) as RawFd;
+                if event.key >= KEY_FIRST_CONNECTION && self.connection(fd).is_none() {
+                    if let Some(aio) = self.aio.as_mut().filter(|aio| aio.owns(fd)) {
+                        aio.on_ready(fd, event.interest);
+                    }
+                }
+            }
         }
     }
 

@@ -545,13 +545,69 @@ call(Ctx, Module, Function, Args) ->
 %% than the port decodes give `{error, {bad_term, Why}}' at once (see
 %% {@link handoff/3}). `Timeout' is
 %% in milliseconds or `infinity'. Results and other errors as {@link eval/3}.
+%%
+%% A coroutine function runs as a task on the context's asyncio loop: the
+%% call returns when the task completes, and the context goes on serving
+%% meanwhile (`docs/asyncio.md').
+%%
+%% An argument `{fd, Fd}' (a descriptor of the VM), or a connected `gen_tcp'
+%% or `socket' socket, is passed over the auxiliary socket as handoffs are:
+%% Python gets the port's own descriptor number for it and owns it from then
+%% on (a socket's VM copy is closed once it has been passed). An argument
+%% that cannot be passed gives `{error, {getfd, Reason}}' or
+%% `{error, {aux_socket, Reason}}'.
 -spec call(server(), atom() | unicode:chardata(), atom() | unicode:chardata(), [term()],
            timeout()) -> {ok, term()} | {error, term()}.
 call(Ctx, Module, Function, Args, Timeout) ->
     case py_reactor_opts:check_args([{args, Args}]) of
-        ok -> checked_request(Ctx, call, [{module, Module}, {function, Function}], [Args], Timeout);
+        ok -> call_with_fds(Ctx, Module, Function, Args, Timeout);
         {error, Reason} -> {error, Reason}
     end.
+
+call_with_fds(Ctx, Module, Function, Args, Timeout) ->
+    Names = [{module, Module}, {function, Function}],
+    case call_fds(Args, 0, [], []) of
+        {ok, _, []} ->
+            checked_request(Ctx, call, Names, [Args], Timeout);
+        {ok, Args1, Fds} ->
+            case safe_call(Ctx, {send_fds, [Fd || {_, Fd, _} <- Fds]}, infinity) of
+                {ok, Ids} ->
+                    _ = [close_socket(S) || {_, _, S} <- Fds, S =/= none],
+                    FdArgs = [{Index, Id} || {{Index, _, _}, Id} <- lists:zip(Fds, Ids)],
+                    checked_request(Ctx, call, Names, [Args1, FdArgs], Timeout);
+                {error, Reason} ->
+                    {error, Reason}
+            end;
+        {error, Reason} ->
+            {error, Reason}
+    end.
+
+%% The arguments of a call that are descriptors: `{ok, Args, [{Index, Fd,
+%% Socket | none}]}', each such argument replaced by `undefined' (the port
+%% puts its own descriptor number in its place).
+call_fds([], _Index, Args, Fds) ->
+    {ok, lists:reverse(Args), lists:reverse(Fds)};
+call_fds([{fd, Fd} | Rest], Index, Args, Fds) when is_integer(Fd), Fd >= 0 ->
+    call_fds(Rest, Index + 1, [undefined | Args], [{Index, Fd, none} | Fds]);
+call_fds([Arg | Rest], Index, Args, Fds) ->
+    case is_socket(Arg) of
+        true ->
+            case socket_fd_and_peer(Arg) of
+                {ok, Fd, _Peer} ->
+                    call_fds(Rest, Index + 1, [undefined | Args], [{Index, Fd, Arg} | Fds]);
+                {error, Reason} ->
+                    {error, Reason}
+            end;
+        false ->
+            call_fds(Rest, Index + 1, [Arg | Args], Fds)
+    end.
+
+is_socket({'$socket', Ref}) when is_reference(Ref) ->
+    true;
+is_socket(Port) when is_port(Port) ->
+    erlang:port_info(Port, name) =:= {name, "tcp_inet"};
+is_socket(_) ->
+    false.
 
 %% @doc Gives the port a duplicate of the listening socket `Fd' to accept
 %% on itself (a listener's `accept => port'; see `docs/protocol.md',
@@ -614,6 +670,9 @@ handle_call({handoff, Fd, ClientInfo, Data}, _From, State) ->
     {reply, Reply, State1};
 handle_call({request, Kind, Args}, From, State) ->
     do_request(Kind, Args, From, State);
+handle_call({send_fds, Fds}, _From, State) ->
+    {Reply, State1} = send_call_fds(Fds, [], State),
+    {reply, Reply, State1};
 handle_call({listen, Fd, Opts}, _From, State) ->
     {Reply, State1} = do_listen(Fd, Opts, State),
     {reply, Reply, State1};
@@ -1151,6 +1210,20 @@ do_handoff(Fd, ClientInfo, Data, State = #state{sock = Sock, next_conn_id = Conn
         {error, Reason} ->
             ok = count_listener(undone, State),
             {{error, {aux_socket, Reason}}, State}
+    end.
+
+%% Descriptors of a call's arguments go over the auxiliary socket tagged
+%% with fresh connection ids, which the call request then names.
+send_call_fds([], Ids, State) ->
+    {{ok, lists:reverse(Ids)}, State};
+send_call_fds(_Fds, _Ids, State = #state{sock = undefined}) ->
+    {{error, {aux_socket, closed}}, State};
+send_call_fds([Fd | Rest], Ids, State = #state{sock = Sock, next_conn_id = Id}) ->
+    Msg = #{iov => [<<Id:64/big>>],
+            ctrl => [#{level => socket, type => rights, data => <<Fd:32/native>>}]},
+    case send_fd(Sock, Msg) of
+        ok -> send_call_fds(Rest, [Id | Ids], State#state{next_conn_id = Id + 1});
+        {error, Reason} -> {{error, {aux_socket, Reason}}, State}
     end.
 
 %% The listening socket goes under an id of the handoffs' space, with its own

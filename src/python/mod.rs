@@ -274,8 +274,16 @@ pub fn eval(py: Python<'_>, text: &str) -> Result<Term, RequestFailure> {
     py_to_term(&value).map_err(|e| RequestFailure::Unconvertible(e.to_string()))
 }
 
-/// Calls `module.function(*args)`.
-pub fn call(py: Python<'_>, module: &str, function: &str, args: &[Term]) -> Result<Term, RequestFailure> {
+/// Calls `module.function(*args)`. A coroutine function runs as a task on
+/// the context's asyncio loop: `Ok(None)` then, and the reply is sent when
+/// the task completes, under the token `defer` gives.
+pub fn call(
+    py: Python<'_>,
+    module: &str,
+    function: &str,
+    args: &[Term],
+    defer: impl FnOnce() -> u64,
+) -> Result<Option<Term>, RequestFailure> {
     let py_err = |e| RequestFailure::Python(python_error(py, e));
     let args = args
         .iter()
@@ -283,12 +291,24 @@ pub fn call(py: Python<'_>, module: &str, function: &str, args: &[Term]) -> Resu
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RequestFailure::BadRequest(e.to_string()))?;
     let args = PyTuple::new(py, args).map_err(py_err)?;
+    // Through `erlang.aio.run_call`: a plain function runs outside the
+    // context's asyncio loop, so that `asyncio.run()` inside it works.
     let value = py
         .import(module)
         .and_then(|m| m.getattr(function))
-        .and_then(|f| f.call1(args))
+        .and_then(|f| {
+            let aio = py.import("erlang.aio")?;
+            if aio.call_method1("is_coroutine_function", (&f,))?.is_truthy()? {
+                aio.call_method1("start_call", (f, args, defer()))?;
+                return Ok(None);
+            }
+            aio.call_method1("run_call", (f, args)).map(Some)
+        })
         .map_err(py_err)?;
-    py_to_term(&value).map_err(|e| RequestFailure::Unconvertible(e.to_string()))
+    match value {
+        None => Ok(None),
+        Some(value) => py_to_term(&value).map(Some).map_err(|e| RequestFailure::Unconvertible(e.to_string())),
+    }
 }
 
 /// What a protocol asked for after a callback.

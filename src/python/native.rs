@@ -37,6 +37,8 @@ pub struct Shared {
     /// [`WriteFailure::packed`], or [`WriteFailure::NONE`].
     write_failure: AtomicU64,
     wake: Mutex<Wake>,
+    /// What the context's asyncio loop asked the port to watch.
+    pub aio: crate::aio::Requests,
 }
 
 /// A `write` to a connection that failed with an error other than `EAGAIN`.
@@ -90,6 +92,7 @@ impl Shared {
             write_requested: AtomicBool::new(false),
             write_failure: AtomicU64::new(WriteFailure::NONE),
             wake: Mutex::new(Wake::default()),
+            aio: crate::aio::Requests::default(),
         })
     }
 
@@ -308,6 +311,58 @@ fn time() -> f64 {
     super::timers::monotonic()
 }
 
+/// Watches `fd` for the context's asyncio loop: `events` is a `selectors`
+/// mask (1 read, 2 write), replacing what was watched.
+#[pyfunction]
+fn aio_watch(fd: RawFd, events: u8) -> PyResult<()> {
+    let shared = shared()?;
+    if shared.lock().live.contains_key(&fd) {
+        return Err(PyValueError::new_err(format!(
+            "fd {fd} is a connection of this context: the port watches it already (use the protocol's actions)"
+        )));
+    }
+    crate::aio::check_watchable(fd).map_err(|errno| PyOSError::new_err((errno as i32, errno.desc())))?;
+    shared.aio.watch(fd, events);
+    Ok(())
+}
+
+/// Stops watching `fd` for the context's asyncio loop.
+#[pyfunction]
+fn aio_unwatch(fd: RawFd) -> PyResult<()> {
+    shared()?.aio.unwatch(fd);
+    Ok(())
+}
+
+/// Tells the port that the asyncio loop has a callback ready or a new timer:
+/// it runs a loop iteration in this turn.
+#[pyfunction]
+fn aio_schedule() -> PyResult<()> {
+    // No wake-up needed: from the loop's thread the port is not waiting,
+    // and `call_soon_threadsafe` from another thread writes to the loop's
+    // self-pipe, which the port watches.
+    shared()?.aio.schedule();
+    Ok(())
+}
+
+/// Replies to the `call` whose coroutine ran as `task`, now done: its
+/// result, or the exception it raised (a cancelled task gives
+/// `asyncio.CancelledError`).
+#[pyfunction]
+fn aio_call_done(py: Python<'_>, token: u64, task: &Bound<'_, PyAny>) -> PyResult<()> {
+    use crate::message::RequestFailure;
+    let shared = shared()?;
+    let Some(reference) = shared.aio.complete_call(token) else { return Ok(()) };
+    let outcome = task.call_method0("result");
+    let notice = match outcome {
+        Ok(value) => match py_to_term(&value) {
+            Ok(term) => Notice::ok_value(reference, term),
+            Err(e) => Notice::failed(reference, &RequestFailure::Unconvertible(e.to_string())),
+        },
+        Err(e) => Notice::failed(reference, &RequestFailure::Python(super::python_error(py, e))),
+    };
+    shared.outbound.send(&notice).map_err(|e| PyOSError::new_err(format!("cannot reach the VM: {e}")))
+}
+
 /// Sends `term` to `dest`: an Erlang pid, or the name (`str` or
 /// `erlang.Atom`) a process is registered under on the context's node.
 #[pyfunction]
@@ -381,6 +436,10 @@ pub fn _py_reactor(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(time, m)?)?;
     m.add_function(wrap_pyfunction!(send, m)?)?;
     m.add_function(wrap_pyfunction!(log, m)?)?;
+    m.add_function(wrap_pyfunction!(aio_watch, m)?)?;
+    m.add_function(wrap_pyfunction!(aio_unwatch, m)?)?;
+    m.add_function(wrap_pyfunction!(aio_schedule, m)?)?;
+    m.add_function(wrap_pyfunction!(aio_call_done, m)?)?;
     m.add_function(wrap_pyfunction!(vm_request, m)?)?;
     m.add("Atom", super::convert::atom_type(m.py())?)?;
     Ok(())
