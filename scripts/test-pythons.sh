@@ -39,10 +39,11 @@ find_python() {
     return 1
 }
 
-# Only pytest is needed inside the interpreter under test.
+# Inside the interpreter under test, only what the test suites import:
+# pytest, and Flask for the HTTP tests (test/python/wsgi_apps.py).
 pytest_requirements=$(mktemp)
 trap 'rm -f "$pytest_requirements"' EXIT
-grep -E '^pytest==' requirements-dev.txt > "$pytest_requirements"
+grep -E '^(pytest|flask)==' requirements-dev.txt > "$pytest_requirements"
 
 for want in "$@"; do
     python=$(find_python "$want") || die "no CPython $want found (on PATH as python$want, or in pyenv)"
