@@ -25,6 +25,7 @@ every connection of the context.  Select ``KeepAliveHTTPProtocol`` in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import erlang.reactor as reactor
 
@@ -50,7 +51,7 @@ class SimpleHTTPProtocol(reactor.Protocol):
         self.request_buffer = bytearray()
         self.header_timer: reactor.TimerHandle | None = None
 
-    def connection_made(self, fd: int, client_info: dict) -> None:
+    def connection_made(self, fd: int, client_info: dict[Any, Any]) -> None:
         super().connection_made(fd, client_info)
         # Not in the specification's example: without it, a client that
         # never ends its request holds the connection forever.
@@ -171,7 +172,7 @@ class KeepAliveHTTPProtocol(reactor.Protocol):
         self.requests_served = 0
         self.header_timer: reactor.TimerHandle | None = None
 
-    def connection_made(self, fd: int, client_info: dict) -> None:
+    def connection_made(self, fd: int, client_info: dict[Any, Any]) -> None:
         super().connection_made(fd, client_info)
         self.start_header_timer()
 
