@@ -253,10 +253,11 @@ info(Name) ->
 %% Internal.
 
 context_stats(Pid) ->
-    try
-        [py_reactor_context:stats(Pid)]
-    catch
-        exit:_ -> [] % Died meanwhile: its connections are gone too.
+    case py_reactor_context:stats(Pid) of
+        Stats when is_map(Stats) -> [Stats];
+        %% Died meanwhile (no_reactor_context, port_killed, ...): its
+        %% connections are gone too.
+        {error, _} -> []
     end.
 
 stop_accepting(#{accept := vm, sup := Sup}) ->
