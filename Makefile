@@ -192,6 +192,6 @@ bench-quick: bench-prepare
 ## matplotlib, the native server and load generator, the Erlang bench modules
 bench-prepare: build
 	./scripts/install-bench-deps.sh
-	$(CARGO) build --release --manifest-path bench/native/Cargo.toml
+	$(CARGO) build --release --manifest-path bench/native/Cargo.toml --target-dir bench/native/target
 	install -d $(BENCH_EBIN)
 	$(ERLC) -Wall -o $(BENCH_EBIN) -pa _build/default/lib/py_reactor/ebin bench/erlang/*.erl bench/servers/*.erl
