@@ -448,7 +448,11 @@ def panels() -> list[Panel]:
                 for mode in LISTENER_MODES
                 for size in NIF_SIZES
             ],
-            targets=tuple(t for t in TARGETS if t.metric.startswith(LISTENER_MODES)),
+            targets=tuple(
+                t
+                for t in TARGETS
+                if t.workload == "nif_bench" and t.metric.startswith(LISTENER_MODES)
+            ),
         ),
         Panel(
             "HTTP keep-alive through a listener: CPU per request (VM + ports)",
