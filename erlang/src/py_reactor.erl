@@ -161,13 +161,20 @@ stop_listener(Name) ->
             {error, not_found}
     end.
 
-%% @doc The port the listener listens on (0 for a Unix socket).
--spec get_port(term()) -> inet:port_number().
+%% @doc The port the listener listens on (0 for a Unix socket);
+%% `{error, not_found}' when there is no such listener, `{error, Posix}'
+%% when its socket is closed (it is being stopped).
+-spec get_port(term()) -> inet:port_number() | {error, not_found | inet:posix()}.
 get_port(Name) ->
-    {ok, #{socket := Socket}} = py_reactor_server:lookup(Name),
-    case inet:sockname(Socket) of
-        {ok, {local, _}} -> 0;
-        {ok, {_Ip, Port}} -> Port
+    case py_reactor_server:lookup(Name) of
+        {ok, #{socket := Socket}} ->
+            case inet:sockname(Socket) of
+                {ok, {local, _}} -> 0;
+                {ok, {_Ip, Port}} -> Port;
+                {error, Posix} -> {error, Posix}
+            end;
+        error ->
+            {error, not_found}
     end.
 
 %% @doc Stops accepting; open connections keep being served. New clients

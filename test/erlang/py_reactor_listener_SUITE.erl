@@ -279,6 +279,8 @@ bad_options(_Config) ->
     {error, not_found} = py_reactor:suspend_listener(nobody),
     {error, not_found} = py_reactor:resume_listener(nobody),
     {error, not_found} = py_reactor:info(nobody),
+    {error, not_found} = py_reactor:get_port(nobody),
+    {error, not_found} = py_reactor:stop_listener(nobody),
     ok = py_reactor:stop_listener(b),
     [] = py_reactor_server:listeners().
 
