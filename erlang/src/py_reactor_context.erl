@@ -1059,14 +1059,7 @@ await_exit(StopRef, Deadline, State = #state{port = Port, os_pid = OsPid}) ->
     after timeout(Deadline) ->
         ?LOG_WARNING("py_reactor_context ~0p: port program (os pid ~b) did not exit in time; "
                      "killing it", [State#state.id, OsPid]),
-        ok = kill_os_pid(OsPid),
-        receive
-            {Port, {exit_status, _}} -> ok
-        after ?KILL_WAIT ->
-            ok = close_port(Port),
-            ok = await_os_exit(OsPid, deadline(?KILL_WAIT))
-        end,
-        flush_port(Port),
+        ok = kill_port(State),
         State#state{port = undefined}
     end.
 
