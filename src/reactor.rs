@@ -826,15 +826,7 @@ impl Reactor {
         let now = Instant::now();
         if let Some(engine) = &mut self.http {
             let http = engine.open(raw, web::peer(&fd, &client_info), now);
-            let idle_timer = self.idle_timeout.map(|t| self.idle.insert_after(now, t, (raw, conn_id)));
-            self.insert(Connection {
-                conn_id,
-                fd,
-                handler: Handler::Http(http),
-                eof: false,
-                last_event: now,
-                idle_timer,
-            });
+            self.insert(conn_id, fd, Handler::Http(http), now);
             if initial_data.is_empty() {
                 self.select(py, raw, Interest::READ);
             } else {
@@ -844,15 +836,7 @@ impl Reactor {
         }
         match bridge.init_connection(py, raw, conn_id, &client_info) {
             Ok(protocol) => {
-                let idle_timer = self.idle_timeout.map(|t| self.idle.insert_after(now, t, (raw, conn_id)));
-                self.insert(Connection {
-                    conn_id,
-                    fd,
-                    handler: Handler::Protocol(protocol),
-                    eof: false,
-                    last_event: now,
-                    idle_timer,
-                });
+                self.insert(conn_id, fd, Handler::Protocol(protocol), now);
                 if initial_data.is_empty() {
                     self.select(py, raw, Interest::READ);
                 } else {
@@ -878,12 +862,15 @@ impl Reactor {
         }
     }
 
-    fn insert(&mut self, conn: Connection) {
-        let slot = conn.fd.as_raw_fd() as usize;
+    /// Adds a newly opened connection to the table, with its idle timer
+    /// when the context has an `idle_timeout`.
+    fn insert(&mut self, conn_id: u64, fd: OwnedFd, handler: Handler, now: Instant) {
+        let slot = fd.as_raw_fd() as usize;
+        let idle_timer = self.idle_timeout.map(|t| self.idle.insert_after(now, t, (fd.as_raw_fd(), conn_id)));
         if self.connections.len() <= slot {
             self.connections.resize_with(slot + 1, || None);
         }
-        self.connections[slot] = Some(conn);
+        self.connections[slot] = Some(Connection { conn_id, fd, handler, eof: false, last_event: now, idle_timer });
     }
 
     fn on_readable(&mut self, py: Python<'_>, fd: RawFd) {
