@@ -24,7 +24,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SYSTEMS = ["py_reactor", "asyncio", "uvloop", "gen_tcp", "native", "gunicorn", "granian"]
+SYSTEMS = [
+    "py_reactor",
+    "asyncio",
+    "uvloop",
+    "gen_tcp",
+    "native",
+    "gunicorn",
+    "granian",
+    "uvicorn",
+]
 
 COLORS = {
     "py_reactor": "#d62728",
@@ -34,6 +43,7 @@ COLORS = {
     "native": "#7f7f7f",
     "gunicorn": "#8c564b",
     "granian": "#ff7f0e",
+    "uvicorn": "#17becf",
 }
 
 PIN_SHORT = {"split": "split", "same_core": "same core"}
@@ -81,6 +91,7 @@ class Target:
 
 
 NIF_SIZES = (64, 1024, 16384)
+ASGI_WORKLOADS = ("asgi_hello", "asgi_starlette")
 LISTENER_MODES = ("listener_vm", "listener_port")
 
 TARGETS = [
@@ -97,6 +108,10 @@ TARGETS = [
     Target("wsgi_hello", "cpu_us_per_req", "split", "<=", 1.0, "granian"),
     Target("wsgi_flask", "req_per_s", "split", ">=", 1.0, "granian"),
     Target("wsgi_flask", "req_per_s", "split", ">=", 5.0, "gunicorn"),
+    Target("asgi_hello", "req_per_s", "split", ">=", 1.0, "granian"),
+    Target("asgi_hello", "cpu_us_per_req", "split", "<=", 1.0, "granian"),
+    Target("asgi_hello", "req_per_s", "split", ">=", 2.0, "uvicorn"),
+    Target("asgi_starlette", "req_per_s", "split", ">=", 2.0, "uvicorn"),
     *(
         Target("nif_bench", f"persistent_{size}_ops_per_s", pinning, ">=", 25_000, None)
         for pinning in ("split", "same_core")
@@ -472,6 +487,29 @@ def panels() -> list[Panel]:
                 ("1 context", "http_keepalive", "split", "contexts_1_req_per_s"),
                 ("2 contexts", "http_keepalive", "split", "contexts_2_req_per_s"),
             ],
+        ),
+        Panel(
+            "ASGI applications: throughput (wrk -t1 -c50)",
+            "requests/s",
+            "higher",
+            [
+                ("bare ASGI\n(asgi_hello)", "asgi_hello", "split", "req_per_s"),
+                ("Starlette\n(asgi_starlette)", "asgi_starlette", "split", "req_per_s"),
+            ],
+            targets=tuple(
+                t for t in TARGETS if t.workload in ASGI_WORKLOADS and t.metric == "req_per_s"
+            ),
+        ),
+        Panel(
+            "ASGI applications: server CPU per request",
+            "µs/request",
+            "lower",
+            [
+                ("bare ASGI\n(asgi_hello)", "asgi_hello", "split", "cpu_us_per_req"),
+                ("Starlette\n(asgi_starlette)", "asgi_starlette", "split", "cpu_us_per_req"),
+            ],
+            stack="vm_cpu_us_per_req",
+            targets=(by["asgi_hello", "cpu_us_per_req", "split"],),
         ),
     ]
 

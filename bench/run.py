@@ -14,7 +14,14 @@ Systems (each runs the same protocol logic, see bench/protocols/):
 - ``native``: a Rust epoll server with no Python (bench/native);
 - ``gunicorn``, ``granian``: the WSGI workloads only (``wsgi_hello``,
   ``wsgi_flask``), where ``py_reactor`` serves the same WSGI applications
-  (bench/servers/wsgi_peer_server.py, bench/protocols/wsgi_bench_apps.py).
+  (bench/servers/wsgi_peer_server.py, bench/protocols/wsgi_bench_apps.py);
+- ``uvicorn``, ``granian``: the ASGI workloads only (``asgi_hello``,
+  ``asgi_starlette``), where ``py_reactor`` serves the same ASGI applications
+  (bench/servers/asgi_peer_server.py, bench/protocols/asgi_bench_apps.py).
+
+In the WSGI and ASGI workloads a system whose server does not start (a
+py_reactor that cannot serve the application, say) is a failure of that
+system alone: the others are still measured.
 
 The ``listener`` workload runs py_reactor through ``py_reactor:start_listener/2``
 (bench/servers/bench_py_reactor_listener.erl): lifecycle and nif_bench's
@@ -89,6 +96,8 @@ WORKLOADS = [
     "idle_memory",
     "wsgi_hello",
     "wsgi_flask",
+    "asgi_hello",
+    "asgi_starlette",
     "listener",
 ]
 # py_reactor served through a listener (bench/servers/bench_py_reactor_listener.erl):
@@ -105,6 +114,12 @@ LISTENERS = {
 # --interface wsgi), serving the same applications (bench/protocols/wsgi_bench_apps.py).
 WSGI_WORKLOADS = ["wsgi_hello", "wsgi_flask"]
 WSGI_SYSTEMS = ["py_reactor", "gunicorn", "granian"]
+# The ASGI workloads likewise: uvicorn (1 worker, httptools and uvloop) and
+# granian (1 worker, --interface asgi), serving bench/protocols/asgi_bench_apps.py.
+ASGI_WORKLOADS = ["asgi_hello", "asgi_starlette"]
+ASGI_SYSTEMS = ["py_reactor", "uvicorn", "granian"]
+# The Python web servers, which run only the WSGI and ASGI workloads.
+PEER_SYSTEMS = ("gunicorn", "granian", "uvicorn")
 START_TIMEOUT = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -271,7 +286,11 @@ class Server:
                 self.proto,
                 "0",
             ]
-        if self.system in ("gunicorn", "granian"):
+        if self.system in PEER_SYSTEMS and self.proto in ASGI_WORKLOADS:
+            script = BENCH / "servers/asgi_peer_server.py"
+            app = self.proto.removeprefix("asgi_")
+            return [sys.executable, str(script), "--server", self.system, "--app", app]
+        if self.system in PEER_SYSTEMS:
             script = BENCH / "servers/wsgi_peer_server.py"
             app = self.proto.removeprefix("wsgi_")
             return [sys.executable, str(script), "--server", self.system, "--app", app]
@@ -300,7 +319,7 @@ class Server:
         while True:
             text = self.logfile.read_text(errors="replace")
             peer = re.search(r"^READY (\d+)((?: \d+)+)$", text, re.MULTILINE)
-            if peer and self.system in ("gunicorn", "granian"):
+            if peer and self.system in PEER_SYSTEMS:
                 self.port = int(peer.group(1))
                 pids = [int(p) for p in peer.group(2).split()]
                 self.pids = {f"server{i}": pid for i, pid in enumerate(pids)}
@@ -368,16 +387,33 @@ def tail(text: str, lines: int = 15) -> str:
 
 
 @contextlib.contextmanager
-def servers(systems: list[str], proto: str, logdir: Path) -> Iterator[dict[str, Server]]:
-    """Starts a server per system (in parallel), all on the server CPU."""
+def servers(
+    systems: list[str], proto: str, logdir: Path, failures: list[str] | None = None
+) -> Iterator[dict[str, Server]]:
+    """Starts a server per system (in parallel), all on the server CPU.
+
+    A server that does not start raises BenchError, unless ``failures`` is
+    given: then its error is appended there, it is stopped and left out of
+    what is yielded, and the others are served.
+    """
     started = {s: Server(s, proto, SERVER_CPU, logdir) for s in systems}
     try:
         for server in started.values():
             server.start()
         deadline = time.monotonic() + START_TIMEOUT
-        for server in started.values():
-            server.wait_ready(deadline)
-        yield started
+        ready = {}
+        for system, server in started.items():
+            try:
+                server.wait_ready(deadline)
+            except BenchError as e:
+                if failures is None:
+                    raise
+                failures.append(f"{proto} {system}: {e}")
+                log(f"FAILED {proto} {system}: {e}")
+                server.stop()
+                continue
+            ready[system] = server
+        yield ready
     finally:
         for server in started.values():
             server.stop()
@@ -582,13 +618,14 @@ def http_keepalive(results: Results, cfg: Config, systems: list[str], logdir: Pa
         alternate(results, "http_keepalive", systems, cfg.http_runs, measure)
 
 
-def wsgi_workload(
+def app_workload(
     results: Results, cfg: Config, systems: list[str], workload: str, logdir: Path
 ) -> None:
-    """wrk -c50 on keep-alive connections against a WSGI application; CPU
-    time per request of every process of the server (for py_reactor, the port
-    program and the VM apart, and together)."""
-    with servers(systems, workload, logdir) as running:
+    """wrk -c50 on keep-alive connections against a WSGI or ASGI application;
+    CPU time per request of every process of the server (for py_reactor, the
+    port program and the VM apart, and together). A system whose server does
+    not start is recorded as failed; the others are measured."""
+    with servers(systems, workload, logdir, results.failures) as running:
 
         def measure(system: str) -> None:
             server = running[system]
@@ -608,13 +645,15 @@ def wsgi_workload(
             if system == "py_reactor":
                 add(workload, "split", system, "cpu_us_per_req", cpu["port"], "us", "lower",
                     process="py_reactor_port (the port program)")
+                add(workload, "split", system, "vm_cpu_us_per_req", cpu["vm"], "us", "lower",
+                    process="beam.smp (the Erlang VM: accept and handoff)")
                 add(workload, "split", system, "total_cpu_us_per_req", cpu["port"] + cpu["vm"],
                     "us", "lower", process="port program + Erlang VM")
             else:
                 add(workload, "split", system, "cpu_us_per_req", sum(cpu.values()), "us",
                     "lower", process="every process of the server")
 
-        alternate(results, workload, systems, cfg.http_runs, measure)
+        alternate(results, workload, list(running), cfg.http_runs, measure)
 
 
 def echo_workloads(
@@ -929,6 +968,9 @@ def machine_info() -> dict[str, Any]:
         "gunicorn": package_version("gunicorn"),
         "granian": package_version("granian"),
         "flask": package_version("flask"),
+        "uvicorn": package_version("uvicorn"),
+        "httptools": package_version("httptools"),
+        "starlette": package_version("starlette"),
         "matplotlib": package_version("matplotlib"),
         "wrk": command_output(["wrk", "-v"]).split(" Copyright")[0],
     }
@@ -1050,6 +1092,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = Config(**{k: args.runs if k in runs else v for k, v in cfg.__dict__.items()})
     workloads = args.workloads.split(",") if args.workloads else WORKLOADS
     systems = args.systems.split(",") if args.systems else SYSTEMS
+    chosen_systems = list(systems)
     for name, chosen, allowed in (("workload", workloads, WORKLOADS), ("system", systems, SYSTEMS)):
         unknown = sorted(set(chosen) - set(allowed))
         if unknown:
@@ -1060,10 +1103,11 @@ def main(argv: list[str] | None = None) -> int:
     date = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     logdir = Path(tempfile.mkdtemp(prefix="py_reactor_bench."))
     results = Results()
-    not_echo = ("http_keepalive", "idle_memory", "listener", *WSGI_WORKLOADS)
+    not_echo = ("http_keepalive", "idle_memory", "listener", *WSGI_WORKLOADS, *ASGI_WORKLOADS)
     echo = [w for w in WORKLOADS if w in workloads and w not in not_echo]
     wsgi_systems = [s for s in WSGI_SYSTEMS if s in systems]
-    systems = [s for s in systems if s not in ("gunicorn", "granian")]
+    asgi_systems = [s for s in ASGI_SYSTEMS if s in systems]
+    systems = [s for s in systems if s not in PEER_SYSTEMS]
     groups: list[tuple[str, Callable[[], None]]] = [
         ("http_keepalive", lambda: http_keepalive(results, cfg, systems, logdir)),
         (",".join(echo), lambda: echo_workloads(results, cfg, systems, echo, logdir)),
@@ -1073,8 +1117,12 @@ def main(argv: list[str] | None = None) -> int:
             lambda: listener_workloads(results, cfg, logdir),
         ),
         *(
-            (w, lambda w=w: wsgi_workload(results, cfg, wsgi_systems, w, logdir))
+            (w, lambda w=w: app_workload(results, cfg, wsgi_systems, w, logdir))
             for w in WSGI_WORKLOADS
+        ),
+        *(
+            (w, lambda w=w: app_workload(results, cfg, asgi_systems, w, logdir))
+            for w in ASGI_WORKLOADS
         ),
     ]
     try:
@@ -1102,7 +1150,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": cfg.runs,
             "config": cfg.__dict__,
             "workloads": workloads,
-            "systems": systems,
+            "systems": chosen_systems,
             "pinning": {
                 name: {**cpus, "meaning": report.PINNING_LABELS[name]}
                 for name, cpus in PINNINGS.items()

@@ -7,7 +7,8 @@
 #     only when it is missing)
 #   - taskset (util-linux), to pin the servers and the load generators to CPUs
 #   - the Python packages pinned in bench/requirements.txt (uvloop,
-#     matplotlib), with pip, into the same python3 that the port program is
+#     matplotlib, the peer servers gunicorn, granian and uvicorn with
+#     httptools, and Starlette), with pip, into the same python3 that the port program is
 #     built against
 #
 # The build itself (Erlang/OTP, rebar3, the port program) is

@@ -50,19 +50,17 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server", choices=["gunicorn", "granian"], required=True)
-    parser.add_argument("--app", choices=["hello", "flask"], required=True)
-    args = parser.parse_args()
-    port = free_port()
+def serve(name: str, port: int, cmd: list[str]) -> int:
+    """Runs ``cmd`` (a server told to listen on 127.0.0.1:``port``) in
+    bench/protocols, prints ``READY`` once it accepts connections, then waits
+    for it; bench/servers/asgi_peer_server.py serves the same way."""
     env = dict(os.environ, PYTHONPATH=str(PROTOCOLS))
-    server = subprocess.Popen(command(args.server, args.app, port), env=env, cwd=PROTOCOLS)
+    server = subprocess.Popen(cmd, env=env, cwd=PROTOCOLS)
     signal.signal(signal.SIGTERM, lambda *_: server.terminate())
     deadline = time.monotonic() + 60
     while True:
         if server.poll() is not None:
-            print(f"{args.server} exited with {server.returncode}", flush=True)
+            print(f"{name} exited with {server.returncode}", flush=True)
             return 1
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -70,12 +68,21 @@ def main() -> int:
         except OSError:
             if time.monotonic() > deadline:
                 server.terminate()
-                print(f"{args.server} did not accept connections in time", flush=True)
+                print(f"{name} did not accept connections in time", flush=True)
                 return 1
             time.sleep(0.05)
     pids = [server.pid, *children(server.pid)]
     print("READY", port, *pids, flush=True)
     return server.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", choices=["gunicorn", "granian"], required=True)
+    parser.add_argument("--app", choices=["hello", "flask"], required=True)
+    args = parser.parse_args()
+    port = free_port()
+    return serve(args.server, port, command(args.server, args.app, port))
 
 
 if __name__ == "__main__":
