@@ -92,6 +92,7 @@ class Target:
 
 NIF_SIZES = (64, 1024, 16384)
 ASGI_WORKLOADS = ("asgi_hello", "asgi_starlette")
+ASGI_SYSTEMS = ("py_reactor", "uvicorn", "granian")
 LISTENER_MODES = ("listener_vm", "listener_port")
 
 TARGETS = [
@@ -334,6 +335,7 @@ class Panel:
     stack: str | None = None  # a py_reactor metric drawn on top of its bar (the VM's share)
     targets: tuple[Target, ...] = ()
     log: bool = False
+    systems: tuple[str, ...] = ()  # the systems drawn (default: all of SYSTEMS)
 
 
 STATUS = {True: "met", False: "NOT MET", None: "no data"}
@@ -499,6 +501,7 @@ def panels() -> list[Panel]:
             targets=tuple(
                 t for t in TARGETS if t.workload in ASGI_WORKLOADS and t.metric == "req_per_s"
             ),
+            systems=ASGI_SYSTEMS,
         ),
         Panel(
             "ASGI applications: server CPU per request",
@@ -510,6 +513,7 @@ def panels() -> list[Panel]:
             ],
             stack="vm_cpu_us_per_req",
             targets=(by["asgi_hello", "cpu_us_per_req", "split"],),
+            systems=ASGI_SYSTEMS,
         ),
     ]
 
@@ -533,13 +537,14 @@ def draw_chart(data: dict[str, Any], path: Path) -> None:
     cols = 3
     nrows = math.ceil(len(all_panels) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(17, 5.2 * nrows), squeeze=False)
-    n = len(SYSTEMS)
-    width = 0.8 / n
     for ax, panel in zip(axes.flat, all_panels, strict=False):
+        drawn = panel.systems or SYSTEMS
+        n = len(drawn)
+        width = 0.8 / n
         top = 0.0
         low = 0.0
         for gi, (_label, workload, pinning, metric) in enumerate(panel.groups):
-            for si, system in enumerate(SYSTEMS):
+            for si, system in enumerate(drawn):
                 x = gi + (si - (n - 1) / 2) * width
                 r = by_key.get((workload, pinning, metric, system))
                 if r is None:

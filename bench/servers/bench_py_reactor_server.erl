@@ -45,6 +45,11 @@ main([ProtoArg, PortArg, ProtocolsDir]) ->
                                                max_connections => 20000}) of
         {ok, Pid} ->
             Pid;
+        {error, {python, Type, Message, Traceback}} ->
+            %% The traceback first: the harness shows the log's last lines.
+            io:format("~ts~nFAILED to start the context serving ~s:~s: ~ts: ~ts~n",
+                      [Traceback, Module, Callable, Type, Message]),
+            erlang:halt(1);
         {error, Reason} ->
             io:format("FAILED to start the context serving ~s:~s: ~tp~n",
                       [Module, Callable, Reason]),
