@@ -86,7 +86,7 @@ async def _http(scope, receive, send) -> None:
     elif path == "/raise":
         raise ZeroDivisionError("before the response started")
     elif path == "/wait_disconnect":
-        # The request (no body) first, then nothing until the client goes.
+        # The request's body first, then nothing until the client goes.
         marker = _query(scope)["path"]
         await _read_body(receive)
         _append(marker, "waiting")
