@@ -40,7 +40,8 @@ find_python() {
 }
 
 # Inside the interpreter under test, only what the test suites import:
-# pytest, and Flask and Starlette for the HTTP tests (WSGI and ASGI).
+# pytest, Flask and Starlette for the HTTP tests (test/python/wsgi_apps.py,
+# test/python/asgi_apps.py).
 pytest_requirements=$(mktemp)
 trap 'rm -f "$pytest_requirements"' EXIT
 grep -E '^(pytest|flask|starlette)==' requirements-dev.txt > "$pytest_requirements"

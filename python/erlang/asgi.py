@@ -38,9 +38,6 @@ class ClientDisconnected(OSError):
     """
 
 
-_requests: set[asyncio.Task[None]] = set()
-
-
 async def _serve(app: App, scope: Scope, receive: Receive, send: Send, conn: Any) -> None:
     try:
         await app(scope, receive, send)
@@ -55,20 +52,28 @@ async def _serve(app: App, scope: Scope, receive: Receive, send: Send, conn: Any
 def start(app: App, scope: Scope, receive: Receive, send: Send, conn: Any) -> None:
     """Run ``app(scope, receive, send)`` for one request as a task on the
     context's loop; ``conn.finished`` is told how it ended.  Called by the
-    port for each request."""
-    task = asyncio.Task(_serve(app, scope, receive, send, conn), loop=aio.get_loop())
-    _requests.add(task)
-    task.add_done_callback(_requests.discard)
+    port for each request, outside any task: the task's first step runs at
+    once, so a request answered without waiting costs no loop iteration."""
+    aio.get_loop().start_task(_serve(app, scope, receive, send, conn))
+
+
+def _request_tasks() -> list[asyncio.Task[Any]]:
+    code = _serve.__code__
+    return [
+        task
+        for task in asyncio.all_tasks(aio.get_loop())
+        if getattr(task.get_coro(), "cr_code", None) is code
+    ]
 
 
 def pending_requests() -> int:
     """How many request tasks are not done."""
-    return sum(1 for task in _requests if not task.done())
+    return len(_request_tasks())
 
 
 def cancel_requests() -> int:
     """Cancel every request task (the context is stopping); returns how many."""
-    tasks = [task for task in _requests if not task.done()]
+    tasks = _request_tasks()
     for task in tasks:
         task.cancel()
     return len(tasks)

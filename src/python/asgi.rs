@@ -303,8 +303,11 @@ impl Conn {
     }
 
     /// Takes the complete head at the start of the buffer and builds the
-    /// request's scope, `receive` and `send`.
-    pub fn begin<'py>(slf: &Bound<'py, Conn>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    /// request's scope, `receive` and `send`: the function to call and its
+    /// arguments, or `None` when the server answered the request itself (a
+    /// WebSocket handshake, which is not offered).
+    #[allow(clippy::type_complexity)]
+    pub fn begin<'py>(slf: &Bound<'py, Conn>) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyTuple>)>> {
         let py = slf.py();
         let mut this = slf.borrow_mut();
         let limits = this.limits();
@@ -334,6 +337,20 @@ impl Conn {
         this.body_bytes = 0;
         this.sent_body = 0;
         this.app_running = true;
+        if is_websocket(&head) {
+            // Answered here rather than passed on as `http`, where a
+            // framework would answer 404 or worse: the client learns why.
+            if !WEBSOCKET_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                log(LogLevel::Warning, "a WebSocket handshake was refused with 501: the ASGI websocket scope is not offered".into());
+            }
+            this.app_running = false;
+            this.keep_alive = false;
+            this.reply = Reply::Complete;
+            this.status = 501;
+            this.out.extend_from_slice(&websocket_refusal());
+            this.flush();
+            return Ok(None);
+        }
         if this.access_log {
             this.method = head.method.clone();
             this.target = String::from_utf8_lossy(&head.target).into_owned();
@@ -350,7 +367,7 @@ impl Conn {
             py,
             [server.app.bind(py).clone(), scope.into_any(), receive.into_bound(py).into_any(), send.into_bound(py).into_any(), slf.clone().into_any()],
         )?;
-        Ok((start, args))
+        Ok(Some((start, args)))
     }
 
     /// The application's task could not be started: a 500, then close.
@@ -1049,6 +1066,25 @@ fn trim(bytes: &[u8]) -> &[u8] {
     let start = bytes.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |e| e + 1);
     &bytes[start..end]
+}
+
+static WEBSOCKET_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the request asks to become a WebSocket (`Upgrade: websocket`).
+fn is_websocket(head: &Head) -> bool {
+    head.headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("upgrade") && value.split(|&b| b == b',').any(|t| trim(t).eq_ignore_ascii_case(b"websocket"))
+    })
+}
+
+fn websocket_refusal() -> Vec<u8> {
+    let body = "501 Not Implemented: WebSocket (the ASGI websocket scope) is not offered by this server\n";
+    format!(
+        "HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n{body}",
+        body.len(),
+        date_header()
+    )
+    .into_bytes()
 }
 
 fn internal_error() -> Vec<u8> {

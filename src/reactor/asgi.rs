@@ -238,9 +238,12 @@ impl Reactor {
                     self.asgi_deadline(fd, Phase::App);
                     self.counters.total_requests += 1;
                     let bound = conn.bind(py);
-                    match Conn::begin(bound).and_then(|(start, args)| start.call1(args)) {
-                        Ok(_) => {}
-                        Err(e) => bound.borrow_mut().start_failed(py, e),
+                    let started = Conn::begin(bound).and_then(|call| match call {
+                        Some((start, args)) => start.call1(args).map(|_| ()),
+                        None => Ok(()),
+                    });
+                    if let Err(e) = started {
+                        bound.borrow_mut().start_failed(py, e);
                     }
                 }
                 Next::Close => return self.close(py, fd, CloseReason::Normal),

@@ -450,6 +450,14 @@ fn limits_and_malformed_requests_get_their_status() {
     let mut c = Client::new(&mut p);
     c.send(b"GET / HTTP/1.1\r\nHo");
     assert_eq!(c.reply(false).status, 408);
+    // A WebSocket handshake: the scope is not offered, and the client is told.
+    let mut c = Client::new(&mut p);
+    c.send(b"GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    let r = c.reply(false);
+    assert_eq!(r.status, 501);
+    assert!(r.text().contains("WebSocket"), "{}", r.text());
+    assert!(c.closed());
+    p.wait_log("the refusal", |_, t| t.contains("websocket scope is not offered"));
     // An idle keep-alive connection is closed.
     let mut c = Client::new(&mut p);
     assert_eq!(c.get("/hello").status, 200);
