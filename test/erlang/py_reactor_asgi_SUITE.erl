@@ -329,7 +329,8 @@ lifespan_off_never_sends(Config) ->
     ok = gen_tcp:close(LSock).
 
 %% The lifespan shutdown runs on stop/1, before the port exits (it writes a
-%% file, which is there once stop/1 has returned).
+%% file, which is there once stop/1 has returned), and when a listener
+%% stops.
 lifespan_shutdown_runs_on_stop(Config) ->
     lists:foreach(
       fun(Callable) ->
@@ -340,7 +341,20 @@ lifespan_shutdown_runs_on_stop(Config) ->
               {error, enoent} = file:read_file(Marker),
               ok = py_reactor_context:stop(Ctx),
               {ok, <<"shutdown">>} = file:read_file(Marker)
-      end, [raw_app, starlette_app]).
+      end, [raw_app, starlette_app]),
+    %% A listener's contexts too, when it stops (the marker set by the
+    %% contexts' setup_code, which runs before the application's import).
+    Marker = marker(Config, "listener_shutdown"),
+    Setup = iolist_to_binary(["import asgi_suite_apps\n",
+                              "asgi_suite_apps.set_shutdown_marker(",
+                              io_lib:format("~p", [Marker]), ")\n"]),
+    Port = start_listener(asgi_shutdown, starlette_app, #{setup_code => Setup}),
+    Sock = connect(Port),
+    {200, _, <<"Hello from Starlette">>} = request(Sock, <<"GET">>, <<"/hello">>),
+    ok = gen_tcp:close(Sock),
+    {error, enoent} = file:read_file(Marker),
+    ok = py_reactor:stop_listener(asgi_shutdown),
+    {ok, <<"shutdown">>} = file:read_file(Marker).
 
 %% A request still running when the context stops: its task is cancelled
 %% and awaited, so its `finally' block runs.
