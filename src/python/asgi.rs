@@ -70,8 +70,11 @@ pub fn take_notes(into: &mut Vec<(RawFd, u64)>) {
 #[pyclass(module = "erlang.asgi", name = "Server", frozen)]
 pub struct Server {
     app: Py<PyAny>,
-    /// `erlang.asgi.start(app, scope, receive, send, conn)`: the task.
-    start: Py<PyAny>,
+    /// `erlang.asgi.serve(app, scope, receive, send, conn)`: a request's
+    /// coroutine.
+    serve: Py<PyAny>,
+    /// The loop's `start_task(coro)`: the task, its first step taken at once.
+    start_task: Py<PyAny>,
     create_future: Py<PyAny>,
     client_disconnected: Py<PyType>,
     /// The lifespan's `state`, copied into each request's scope.
@@ -91,7 +94,8 @@ impl Server {
         asgi.set_item("spec_version", "2.4")?;
         let server = Server {
             app,
-            start: module.getattr("start")?.unbind(),
+            serve: module.getattr("serve")?.unbind(),
+            start_task: loop_.getattr("start_task")?.unbind(),
             create_future: loop_.getattr("create_future")?.unbind(),
             client_disconnected: module.getattr("ClientDisconnected")?.cast_into::<PyType>()?.unbind(),
             state,
@@ -362,12 +366,9 @@ impl Conn {
         drop(this);
         let receive = Py::new(py, Receive { conn: slf.clone().unbind(), seq })?;
         let send = Py::new(py, Send { conn: slf.clone().unbind(), seq })?;
-        let start = server.start.bind(py).clone();
-        let args = PyTuple::new(
-            py,
-            [server.app.bind(py).clone(), scope.into_any(), receive.into_bound(py).into_any(), send.into_bound(py).into_any(), slf.clone().into_any()],
-        )?;
-        Ok(Some((start, args)))
+        let args = (server.app.bind(py), scope, receive, send, slf);
+        let coroutine = server.serve.bind(py).call1(args)?;
+        Ok(Some((server.start_task.bind(py).clone(), PyTuple::new(py, [coroutine])?)))
     }
 
     /// The application's task could not be started: a 500, then close.

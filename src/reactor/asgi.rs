@@ -247,7 +247,11 @@ impl Reactor {
                     }
                 }
                 Next::Close => return self.close(py, fd, CloseReason::Normal),
-                Next::Refuse(error) => return self.asgi_refuse(py, fd, error),
+                Next::Refuse(error) => {
+                    // Answered with an error status: a request all the same.
+                    self.counters.total_requests += 1;
+                    return self.asgi_refuse(py, fd, error);
+                }
             }
         }
     }

@@ -193,9 +193,10 @@ fn a_coroutine_function_is_served_as_asgi_with_keep_alive() {
     assert_eq!(p.stat("total_requests"), 3);
     assert_eq!(p.stat("python_errors"), 0);
     assert_eq!(p.stat("active_connections"), 1);
-    // Forced by app_interface too.
-    let mut p = start(&dir, "raw_app", vec![("app_interface", atom("asgi"))]);
+    // Forced by app_interface too, with an access log.
+    let mut p = start(&dir, "raw_app", vec![("app_interface", atom("asgi")), ("access_log", atom("true"))]);
     assert_eq!(Client::new(&mut p).get("/hello").status, 200);
+    p.wait_log("the access log line", |l, t| l == "info" && t.ends_with("\"GET /hello HTTP/1.1\" 200 13"));
 }
 
 #[test]
@@ -437,6 +438,8 @@ fn limits_and_malformed_requests_get_their_status() {
         assert_eq!(c.reply(false).status, status, "{}", String::from_utf8_lossy(&request));
         assert!(c.closed());
     }
+    assert_eq!(p.stat("total_requests"), 5, "refused requests are counted");
+    assert_eq!(p.stat("python_errors"), 0);
     // A chunked body over the limit reaches the app as a disconnect, and
     // the client gets 413.
     let mut c = Client::new(&mut p);
