@@ -190,6 +190,9 @@ pub struct Conn {
     target: String,
     remaining: Option<Remaining>,
     body_total: u64,
+    /// `body_total` when the application finished: what is dropped after
+    /// counts against [`DISCARD_BUDGET`].
+    discard_from: u64,
     continue_pending: bool,
     /// The client sent a bad body: answered with this status.
     client_error: Option<HttpError>,
@@ -253,6 +256,7 @@ impl Conn {
                 target: String::new(),
                 remaining: None,
                 body_total: 0,
+                discard_from: 0,
                 continue_pending: false,
                 client_error: None,
                 peer_gone: false,
@@ -479,7 +483,7 @@ impl Conn {
     /// waiting `receive`.
     pub fn on_readable(&mut self, py: Python<'_>) {
         let Some(waiter) = self.recv_waiter.take() else { return };
-        if waiter.bind(py).call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()).unwrap_or(true) {
+        if is_done(py, &waiter) {
             // Cancelled: nobody waits, nothing is read.
             return;
         }
@@ -567,11 +571,8 @@ impl Conn {
         self.out.clear();
         self.out_pos = 0;
         if let Some(waiter) = self.recv_waiter.take() {
-            let waiter = waiter.bind(py);
-            if !waiter.call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()).unwrap_or(true) {
-                if let Ok(event) = disconnect(py) {
-                    let _ = waiter.call_method1(intern!(py, "set_result"), (event,));
-                }
+            if let Ok(event) = disconnect(py) {
+                resolve(py, &waiter, event);
             }
         }
         if let Some(waiter) = self.send_waiter.take() {
@@ -609,6 +610,7 @@ impl Conn {
                         return Next::Close;
                     }
                     self.phase = Phase::Discard;
+                    self.discard_from = self.body_total;
                     return self.discard();
                 }
                 self.parse_next()
@@ -627,20 +629,19 @@ impl Conn {
     /// Drops what remains of the body (up to [`DISCARD_BUDGET`]), then goes
     /// on with the next request.
     pub fn discard(&mut self) -> Next {
+        let dropped = self.body_total - self.discard_from;
+        if let Some(Remaining::Length(n)) = &self.remaining {
+            if *n > DISCARD_BUDGET.saturating_sub(dropped) {
+                return Next::Close;
+            }
+        }
         loop {
             match self.decode() {
-                Ok(Some((data, _))) => {
-                    if self.body_total > DISCARD_BUDGET + data.len() as u64 && self.remaining.is_some() {
-                        return Next::Close;
-                    }
-                    if self.remaining.is_none() {
-                        return self.parse_next();
-                    }
-                }
-                Ok(None) => {}
+                Ok(Some((_, false))) => return self.parse_next(),
+                Ok(_) => {}
                 Err(_) => return Next::Close,
             }
-            if self.body_total > DISCARD_BUDGET {
+            if self.body_total - self.discard_from > DISCARD_BUDGET {
                 return Next::Close;
             }
             match self.read_some() {
@@ -772,7 +773,8 @@ impl Conn {
         if seq != self.seq || !self.app_running {
             return Err(PyRuntimeError::new_err(format!("{kind:?} sent after the request was over")));
         }
-        if self.closed || self.peer_gone {
+        if self.closed || self.peer_gone || self.client_error.is_some() {
+            // Gone, or answered already with the status its bad body earned.
             return Err(self.client_disconnected(py));
         }
         match kind {
@@ -815,7 +817,11 @@ impl Conn {
                     }
                     Reply::Complete => return Err(PyRuntimeError::new_err("'http.response.body' sent after the response was complete")),
                     Reply::Started => {
-                        self.emit_head(if more { None } else { Some(data.len() as u64) });
+                        // The length of a one-message body is known; not
+                        // that of an empty answer to HEAD, whose GET may
+                        // have a body.
+                        let known = (!(more || self.head_only && data.is_empty())).then_some(data.len() as u64);
+                        self.emit_head(known);
                         self.reply = Reply::Streaming;
                     }
                     Reply::Streaming => {}
@@ -823,6 +829,11 @@ impl Conn {
                 self.frame_body(data, more);
                 if !more {
                     self.reply = Reply::Complete;
+                    // A receive waiting meanwhile (for a disconnect) learns
+                    // that the response is over.
+                    if let Some(waiter) = self.recv_waiter.take() {
+                        resolve(py, &waiter, disconnect(py)?);
+                    }
                 }
                 if !self.flush() {
                     return Err(self.client_disconnected(py));
@@ -849,8 +860,12 @@ impl Conn {
         if seq != self.seq {
             return Ok(Py::new(py, Ready { value: Some(disconnect(py)?) })?.into_any());
         }
-        if self.recv_waiter.is_some() {
-            return Err(PyRuntimeError::new_err("receive() awaited twice at once"));
+        if let Some(waiter) = &self.recv_waiter {
+            if !is_done(py, waiter) {
+                return Err(PyRuntimeError::new_err("receive() awaited twice at once"));
+            }
+            // Its awaiter was cancelled: nothing was read for it.
+            self.recv_waiter = None;
         }
         if let Some(event) = self.try_receive(py)? {
             return Ok(Py::new(py, Ready { value: Some(event) })?.into_any());
@@ -873,7 +888,9 @@ impl Conn {
         let cancelled = error.is_some_and(|e| e.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>());
         let client_fault = error.is_some_and(|e| e.is_instance(self.server.get().client_disconnected.bind(py)).unwrap_or(false));
         match error {
-            Some(e) if !(cancelled || client_fault && disconnected) => {
+            // A client that sent a bad body was answered with its status:
+            // what the application made of it is not the application's fault.
+            Some(e) if !(cancelled || client_fault && disconnected || self.client_error.is_some()) => {
                 log_python_error(py, PyErr::from_value(e.clone()));
                 self.python_errors += 1;
             }
@@ -976,6 +993,17 @@ impl Ready {
 
     fn send(&self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         self.__next__(py)
+    }
+}
+
+fn is_done(py: Python<'_>, future: &Py<PyAny>) -> bool {
+    future.bind(py).call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()).unwrap_or(true)
+}
+
+/// Completes `future` with `value` unless it is done (cancelled) already.
+fn resolve(py: Python<'_>, future: &Py<PyAny>, value: Py<PyAny>) {
+    if !is_done(py, future) {
+        let _ = future.bind(py).call_method1(intern!(py, "set_result"), (value,));
     }
 }
 

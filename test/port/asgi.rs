@@ -277,6 +277,22 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn a_body_the_app_did_not_read_is_dropped_up_to_a_limit() {
+    let dir = TempDir::new("asgi_unread");
+    let mut p = start(&dir, "raw_app", vec![]);
+    let mut c = Client::new(&mut p);
+    c.send(b"POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(c.reply(false).text(), "Hello, world!");
+    c.send(b"POST /hello HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(c.reply(false).text(), "Hello, world!");
+    assert_eq!(c.get("/hello").status, 200, "the connection goes on after both");
+    // More than 1 MiB unread: the connection is closed rather than read on.
+    c.send(b"POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 5000000\r\n\r\n");
+    assert_eq!(c.reply(false).text(), "Hello, world!");
+    assert!(c.closed());
+}
+
+#[test]
 fn http_1_0_and_connection_close() {
     let dir = TempDir::new("asgi_close");
     let mut p = start(&dir, "raw_app", vec![]);
@@ -449,6 +465,7 @@ fn limits_and_malformed_requests_get_their_status() {
     let mut c = Client::new(&mut p);
     c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
     assert_eq!(c.reply(false).status, 400);
+    assert_eq!(p.stat("python_errors"), 0, "a client's bad body is not the application's fault");
     // A head that does not complete in time: 408.
     let mut c = Client::new(&mut p);
     c.send(b"GET / HTTP/1.1\r\nHo");
