@@ -179,6 +179,9 @@ pub struct Conn {
     /// decoded yet, the next pipelined requests.
     pub buf: Vec<u8>,
     pub phase: Phase,
+    /// The head `parse_next` found complete at the start of `buf`, and its
+    /// length, until `begin` takes it.
+    parsed: Option<(Head, usize)>,
     client: Py<PyAny>,
     server_addr: Py<PyAny>,
     remote_addr: String,
@@ -246,6 +249,7 @@ impl Conn {
                 closed: false,
                 buf: Vec::new(),
                 phase: Phase::Idle,
+                parsed: None,
                 client,
                 server_addr,
                 remote_addr: peer.remote_addr.clone(),
@@ -305,7 +309,10 @@ impl Conn {
         self.phase = Phase::Head;
         match crate::http::request::parse(&self.buf, &self.limits()) {
             Ok(None) => Next::Wait { read: true, write: false },
-            Ok(Some(_)) => Next::Start,
+            Ok(Some(parsed)) => {
+                self.parsed = Some(parsed);
+                Next::Start
+            }
             Err(e) => Next::Refuse(e),
         }
     }
@@ -319,9 +326,12 @@ impl Conn {
         let py = slf.py();
         let mut this = slf.borrow_mut();
         let limits = this.limits();
-        let (head, length) = match crate::http::request::parse(&this.buf, &limits) {
-            Ok(Some(parsed)) => parsed,
-            _ => return Err(PyRuntimeError::new_err("no complete request head")),
+        let parsed = match this.parsed.take() {
+            Some(parsed) => Some(parsed),
+            None => crate::http::request::parse(&this.buf, &limits).ok().flatten(),
+        };
+        let Some((head, length)) = parsed else {
+            return Err(PyRuntimeError::new_err("no complete request head"));
         };
         this.buf.drain(..length);
         this.seq += 1;

@@ -194,9 +194,13 @@ impl Reactor {
         let mut c = conn.borrow_mut(py);
         match c.phase {
             Phase::Idle | Phase::Head => match c.read_some() {
-                Ok(Some(0)) | Err(_) => {
+                Ok(Some(0)) => {
                     drop(c);
                     return self.close(py, fd, CloseReason::Eof);
+                }
+                Err(errno) => {
+                    drop(c);
+                    return self.close(py, fd, CloseReason::Io(errno));
                 }
                 Ok(_) => {}
             },
