@@ -21,7 +21,7 @@ import _py_reactor
 
 from . import aio
 
-__all__ = ["ClientDisconnected", "Lifespan", "cancel_requests", "pending_requests", "start"]
+__all__ = ["ClientDisconnected", "Lifespan", "cancel_requests", "pending_requests", "serve"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -38,7 +38,11 @@ class ClientDisconnected(OSError):
     """
 
 
-async def _serve(app: App, scope: Scope, receive: Receive, send: Send, conn: Any) -> None:
+async def serve(app: App, scope: Scope, receive: Receive, send: Send, conn: Any) -> None:
+    """``app(scope, receive, send)`` for one request; ``conn.finished`` is
+    told how it ended.  The port runs it as a task on the context's loop
+    whose first step is taken at once (``ReactorEventLoop.start_task``), so a
+    request answered without waiting costs no loop iteration."""
     try:
         await app(scope, receive, send)
     except BaseException as exc:
@@ -49,16 +53,8 @@ async def _serve(app: App, scope: Scope, receive: Receive, send: Send, conn: Any
         conn.finished(None)
 
 
-def start(app: App, scope: Scope, receive: Receive, send: Send, conn: Any) -> None:
-    """Run ``app(scope, receive, send)`` for one request as a task on the
-    context's loop; ``conn.finished`` is told how it ended.  Called by the
-    port for each request, outside any task: the task's first step runs at
-    once, so a request answered without waiting costs no loop iteration."""
-    aio.get_loop().start_task(_serve(app, scope, receive, send, conn))
-
-
 def _request_tasks() -> list[asyncio.Task[Any]]:
-    code = _serve.__code__
+    code = serve.__code__
     return [
         task
         for task in asyncio.all_tasks(aio.get_loop())

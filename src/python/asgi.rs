@@ -70,8 +70,11 @@ pub fn take_notes(into: &mut Vec<(RawFd, u64)>) {
 #[pyclass(module = "erlang.asgi", name = "Server", frozen)]
 pub struct Server {
     app: Py<PyAny>,
-    /// `erlang.asgi.start(app, scope, receive, send, conn)`: the task.
-    start: Py<PyAny>,
+    /// `erlang.asgi.serve(app, scope, receive, send, conn)`: a request's
+    /// coroutine.
+    serve: Py<PyAny>,
+    /// The loop's `start_task(coro)`: the task, its first step taken at once.
+    start_task: Py<PyAny>,
     create_future: Py<PyAny>,
     client_disconnected: Py<PyType>,
     /// The lifespan's `state`, copied into each request's scope.
@@ -91,7 +94,8 @@ impl Server {
         asgi.set_item("spec_version", "2.4")?;
         let server = Server {
             app,
-            start: module.getattr("start")?.unbind(),
+            serve: module.getattr("serve")?.unbind(),
+            start_task: loop_.getattr("start_task")?.unbind(),
             create_future: loop_.getattr("create_future")?.unbind(),
             client_disconnected: module.getattr("ClientDisconnected")?.cast_into::<PyType>()?.unbind(),
             state,
@@ -175,6 +179,9 @@ pub struct Conn {
     /// decoded yet, the next pipelined requests.
     pub buf: Vec<u8>,
     pub phase: Phase,
+    /// The head `parse_next` found complete at the start of `buf`, and its
+    /// length, until `begin` takes it.
+    parsed: Option<(Head, usize)>,
     client: Py<PyAny>,
     server_addr: Py<PyAny>,
     remote_addr: String,
@@ -186,6 +193,9 @@ pub struct Conn {
     target: String,
     remaining: Option<Remaining>,
     body_total: u64,
+    /// `body_total` when the application finished: what is dropped after
+    /// counts against [`DISCARD_BUDGET`].
+    discard_from: u64,
     continue_pending: bool,
     /// The client sent a bad body: answered with this status.
     client_error: Option<HttpError>,
@@ -239,6 +249,7 @@ impl Conn {
                 closed: false,
                 buf: Vec::new(),
                 phase: Phase::Idle,
+                parsed: None,
                 client,
                 server_addr,
                 remote_addr: peer.remote_addr.clone(),
@@ -249,6 +260,7 @@ impl Conn {
                 target: String::new(),
                 remaining: None,
                 body_total: 0,
+                discard_from: 0,
                 continue_pending: false,
                 client_error: None,
                 peer_gone: false,
@@ -297,7 +309,10 @@ impl Conn {
         self.phase = Phase::Head;
         match crate::http::request::parse(&self.buf, &self.limits()) {
             Ok(None) => Next::Wait { read: true, write: false },
-            Ok(Some(_)) => Next::Start,
+            Ok(Some(parsed)) => {
+                self.parsed = Some(parsed);
+                Next::Start
+            }
             Err(e) => Next::Refuse(e),
         }
     }
@@ -311,9 +326,12 @@ impl Conn {
         let py = slf.py();
         let mut this = slf.borrow_mut();
         let limits = this.limits();
-        let (head, length) = match crate::http::request::parse(&this.buf, &limits) {
-            Ok(Some(parsed)) => parsed,
-            _ => return Err(PyRuntimeError::new_err("no complete request head")),
+        let parsed = match this.parsed.take() {
+            Some(parsed) => Some(parsed),
+            None => crate::http::request::parse(&this.buf, &limits).ok().flatten(),
+        };
+        let Some((head, length)) = parsed else {
+            return Err(PyRuntimeError::new_err("no complete request head"));
         };
         this.buf.drain(..length);
         this.seq += 1;
@@ -362,12 +380,9 @@ impl Conn {
         drop(this);
         let receive = Py::new(py, Receive { conn: slf.clone().unbind(), seq })?;
         let send = Py::new(py, Send { conn: slf.clone().unbind(), seq })?;
-        let start = server.start.bind(py).clone();
-        let args = PyTuple::new(
-            py,
-            [server.app.bind(py).clone(), scope.into_any(), receive.into_bound(py).into_any(), send.into_bound(py).into_any(), slf.clone().into_any()],
-        )?;
-        Ok(Some((start, args)))
+        let args = (server.app.bind(py), scope, receive, send, slf);
+        let coroutine = server.serve.bind(py).call1(args)?;
+        Ok(Some((server.start_task.bind(py).clone(), PyTuple::new(py, [coroutine])?)))
     }
 
     /// The application's task could not be started: a 500, then close.
@@ -478,7 +493,7 @@ impl Conn {
     /// waiting `receive`.
     pub fn on_readable(&mut self, py: Python<'_>) {
         let Some(waiter) = self.recv_waiter.take() else { return };
-        if waiter.bind(py).call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()).unwrap_or(true) {
+        if is_done(py, &waiter) {
             // Cancelled: nobody waits, nothing is read.
             return;
         }
@@ -566,11 +581,8 @@ impl Conn {
         self.out.clear();
         self.out_pos = 0;
         if let Some(waiter) = self.recv_waiter.take() {
-            let waiter = waiter.bind(py);
-            if !waiter.call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()).unwrap_or(true) {
-                if let Ok(event) = disconnect(py) {
-                    let _ = waiter.call_method1(intern!(py, "set_result"), (event,));
-                }
+            if let Ok(event) = disconnect(py) {
+                resolve(py, &waiter, event);
             }
         }
         if let Some(waiter) = self.send_waiter.take() {
@@ -608,6 +620,7 @@ impl Conn {
                         return Next::Close;
                     }
                     self.phase = Phase::Discard;
+                    self.discard_from = self.body_total;
                     return self.discard();
                 }
                 self.parse_next()
@@ -626,20 +639,19 @@ impl Conn {
     /// Drops what remains of the body (up to [`DISCARD_BUDGET`]), then goes
     /// on with the next request.
     pub fn discard(&mut self) -> Next {
+        let dropped = self.body_total - self.discard_from;
+        if let Some(Remaining::Length(n)) = &self.remaining {
+            if *n > DISCARD_BUDGET.saturating_sub(dropped) {
+                return Next::Close;
+            }
+        }
         loop {
             match self.decode() {
-                Ok(Some((data, _))) => {
-                    if self.body_total > DISCARD_BUDGET + data.len() as u64 && self.remaining.is_some() {
-                        return Next::Close;
-                    }
-                    if self.remaining.is_none() {
-                        return self.parse_next();
-                    }
-                }
-                Ok(None) => {}
+                Ok(Some((_, false))) => return self.parse_next(),
+                Ok(_) => {}
                 Err(_) => return Next::Close,
             }
-            if self.body_total > DISCARD_BUDGET {
+            if self.body_total - self.discard_from > DISCARD_BUDGET {
                 return Next::Close;
             }
             match self.read_some() {
@@ -771,7 +783,8 @@ impl Conn {
         if seq != self.seq || !self.app_running {
             return Err(PyRuntimeError::new_err(format!("{kind:?} sent after the request was over")));
         }
-        if self.closed || self.peer_gone {
+        if self.closed || self.peer_gone || self.client_error.is_some() {
+            // Gone, or answered already with the status its bad body earned.
             return Err(self.client_disconnected(py));
         }
         match kind {
@@ -814,7 +827,11 @@ impl Conn {
                     }
                     Reply::Complete => return Err(PyRuntimeError::new_err("'http.response.body' sent after the response was complete")),
                     Reply::Started => {
-                        self.emit_head(if more { None } else { Some(data.len() as u64) });
+                        // The length of a one-message body is known; not
+                        // that of an empty answer to HEAD, whose GET may
+                        // have a body.
+                        let known = (!(more || self.head_only && data.is_empty())).then_some(data.len() as u64);
+                        self.emit_head(known);
                         self.reply = Reply::Streaming;
                     }
                     Reply::Streaming => {}
@@ -822,6 +839,11 @@ impl Conn {
                 self.frame_body(data, more);
                 if !more {
                     self.reply = Reply::Complete;
+                    // A receive waiting meanwhile (for a disconnect) learns
+                    // that the response is over.
+                    if let Some(waiter) = self.recv_waiter.take() {
+                        resolve(py, &waiter, disconnect(py)?);
+                    }
                 }
                 if !self.flush() {
                     return Err(self.client_disconnected(py));
@@ -848,8 +870,12 @@ impl Conn {
         if seq != self.seq {
             return Ok(Py::new(py, Ready { value: Some(disconnect(py)?) })?.into_any());
         }
-        if self.recv_waiter.is_some() {
-            return Err(PyRuntimeError::new_err("receive() awaited twice at once"));
+        if let Some(waiter) = &self.recv_waiter {
+            if !is_done(py, waiter) {
+                return Err(PyRuntimeError::new_err("receive() awaited twice at once"));
+            }
+            // Its awaiter was cancelled: nothing was read for it.
+            self.recv_waiter = None;
         }
         if let Some(event) = self.try_receive(py)? {
             return Ok(Py::new(py, Ready { value: Some(event) })?.into_any());
@@ -872,7 +898,9 @@ impl Conn {
         let cancelled = error.is_some_and(|e| e.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>());
         let client_fault = error.is_some_and(|e| e.is_instance(self.server.get().client_disconnected.bind(py)).unwrap_or(false));
         match error {
-            Some(e) if !(cancelled || client_fault && disconnected) => {
+            // A client that sent a bad body was answered with its status:
+            // what the application made of it is not the application's fault.
+            Some(e) if !(cancelled || client_fault && disconnected || self.client_error.is_some()) => {
                 log_python_error(py, PyErr::from_value(e.clone()));
                 self.python_errors += 1;
             }
@@ -975,6 +1003,17 @@ impl Ready {
 
     fn send(&self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         self.__next__(py)
+    }
+}
+
+fn is_done(py: Python<'_>, future: &Py<PyAny>) -> bool {
+    future.bind(py).call_method0(intern!(py, "done")).and_then(|d| d.is_truthy()).unwrap_or(true)
+}
+
+/// Completes `future` with `value` unless it is done (cancelled) already.
+fn resolve(py: Python<'_>, future: &Py<PyAny>, value: Py<PyAny>) {
+    if !is_done(py, future) {
+        let _ = future.bind(py).call_method1(intern!(py, "set_result"), (value,));
     }
 }
 

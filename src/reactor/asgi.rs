@@ -194,9 +194,13 @@ impl Reactor {
         let mut c = conn.borrow_mut(py);
         match c.phase {
             Phase::Idle | Phase::Head => match c.read_some() {
-                Ok(Some(0)) | Err(_) => {
+                Ok(Some(0)) => {
                     drop(c);
                     return self.close(py, fd, CloseReason::Eof);
+                }
+                Err(errno) => {
+                    drop(c);
+                    return self.close(py, fd, CloseReason::Io(errno));
                 }
                 Ok(_) => {}
             },
@@ -247,7 +251,11 @@ impl Reactor {
                     }
                 }
                 Next::Close => return self.close(py, fd, CloseReason::Normal),
-                Next::Refuse(error) => return self.asgi_refuse(py, fd, error),
+                Next::Refuse(error) => {
+                    // Answered with an error status: a request all the same.
+                    self.counters.total_requests += 1;
+                    return self.asgi_refuse(py, fd, error);
+                }
             }
         }
     }

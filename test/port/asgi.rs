@@ -193,9 +193,10 @@ fn a_coroutine_function_is_served_as_asgi_with_keep_alive() {
     assert_eq!(p.stat("total_requests"), 3);
     assert_eq!(p.stat("python_errors"), 0);
     assert_eq!(p.stat("active_connections"), 1);
-    // Forced by app_interface too.
-    let mut p = start(&dir, "raw_app", vec![("app_interface", atom("asgi"))]);
+    // Forced by app_interface too, with an access log.
+    let mut p = start(&dir, "raw_app", vec![("app_interface", atom("asgi")), ("access_log", atom("true"))]);
     assert_eq!(Client::new(&mut p).get("/hello").status, 200);
+    p.wait_log("the access log line", |l, t| l == "info" && t.ends_with("\"GET /hello HTTP/1.1\" 200 13"));
 }
 
 #[test]
@@ -273,6 +274,22 @@ fn pipelined_requests_are_answered_in_order() {
         std::thread::yield_now();
     }
     check_pipeline(&mut c);
+}
+
+#[test]
+fn a_body_the_app_did_not_read_is_dropped_up_to_a_limit() {
+    let dir = TempDir::new("asgi_unread");
+    let mut p = start(&dir, "raw_app", vec![]);
+    let mut c = Client::new(&mut p);
+    c.send(b"POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(c.reply(false).text(), "Hello, world!");
+    c.send(b"POST /hello HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(c.reply(false).text(), "Hello, world!");
+    assert_eq!(c.get("/hello").status, 200, "the connection goes on after both");
+    // More than 1 MiB unread: the connection is closed rather than read on.
+    c.send(b"POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 5000000\r\n\r\n");
+    assert_eq!(c.reply(false).text(), "Hello, world!");
+    assert!(c.closed());
 }
 
 #[test]
@@ -437,6 +454,8 @@ fn limits_and_malformed_requests_get_their_status() {
         assert_eq!(c.reply(false).status, status, "{}", String::from_utf8_lossy(&request));
         assert!(c.closed());
     }
+    assert_eq!(p.stat("total_requests"), 5, "refused requests are counted");
+    assert_eq!(p.stat("python_errors"), 0);
     // A chunked body over the limit reaches the app as a disconnect, and
     // the client gets 413.
     let mut c = Client::new(&mut p);
@@ -446,6 +465,7 @@ fn limits_and_malformed_requests_get_their_status() {
     let mut c = Client::new(&mut p);
     c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
     assert_eq!(c.reply(false).status, 400);
+    assert_eq!(p.stat("python_errors"), 0, "a client's bad body is not the application's fault");
     // A head that does not complete in time: 408.
     let mut c = Client::new(&mut p);
     c.send(b"GET / HTTP/1.1\r\nHo");
