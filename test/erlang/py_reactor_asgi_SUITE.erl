@@ -207,6 +207,9 @@ starlette_app_over_a_listener(_Config) ->
 %% the first receive(), as the ASGI HTTP specification says; an application
 %% that reads the body of every request (Starlette's `await request.body()',
 %% this application's `/echo') must not wait for the client to go away.
+%% (A request framed as having no body is not one whose body was all
+%% delivered already: the first receive() owes it the empty event; see
+%% receive in src/python/asgi.rs.)
 request_without_body_receives_its_http_request(_Config) ->
     {ok, Ctx} = start(raw_app),
     {LSock, Port} = listen(),
