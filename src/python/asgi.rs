@@ -193,6 +193,8 @@ pub struct Conn {
     target: String,
     remaining: Option<Remaining>,
     body_total: u64,
+    /// The last `http.request` event (`more_body` false) was given.
+    body_done: bool,
     /// `body_total` when the application finished: what is dropped after
     /// counts against [`DISCARD_BUDGET`].
     discard_from: u64,
@@ -260,6 +262,7 @@ impl Conn {
                 target: String::new(),
                 remaining: None,
                 body_total: 0,
+                body_done: false,
                 discard_from: 0,
                 continue_pending: false,
                 client_error: None,
@@ -345,6 +348,7 @@ impl Conn {
             Framing::Chunked => Some(Remaining::Chunked(Box::new(Decoder::new(limits.max_header_block)))),
         };
         this.body_total = 0;
+        this.body_done = false;
         this.continue_pending = head.expect_continue && this.remaining.is_some();
         this.client_error = None;
         this.peer_gone = false;
@@ -457,13 +461,16 @@ impl Conn {
         if self.closed || self.peer_gone || self.client_error.is_some() || self.reply == Reply::Complete {
             return disconnect(py).map(Some);
         }
-        if self.remaining.is_none() {
+        if self.body_done {
             // The body was all received: the next event is the disconnect.
             return Ok(None);
         }
         loop {
             match self.decode() {
-                Ok(Some((data, more))) => return request_event(py, &data, more).map(Some),
+                Ok(Some((data, more))) => {
+                    self.body_done = !more;
+                    return request_event(py, &data, more).map(Some);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     self.body_failed(e);
@@ -497,7 +504,7 @@ impl Conn {
             // Cancelled: nobody waits, nothing is read.
             return;
         }
-        let event = if self.remaining.is_none() && !self.closed && !self.peer_gone && self.reply != Reply::Complete {
+        let event = if self.body_done && !self.closed && !self.peer_gone && self.reply != Reply::Complete {
             // Waiting for a disconnect: what comes is the next request.
             match self.read_some() {
                 Ok(Some(0)) | Err(_) => {
@@ -633,7 +640,7 @@ impl Conn {
     /// next request, kept only up to the size of a request head.
     fn read_stalled(&self) -> bool {
         let limits = self.limits();
-        self.remaining.is_none() && self.buf.len() > limits.max_request_line + limits.max_header_block
+        self.body_done && self.buf.len() > limits.max_request_line + limits.max_header_block
     }
 
     /// Drops what remains of the body (up to [`DISCARD_BUDGET`]), then goes

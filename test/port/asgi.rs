@@ -400,6 +400,26 @@ fn a_client_that_goes_away_is_seen_by_the_app() {
 }
 
 #[test]
+fn receive_after_the_response_and_send_after_the_client_left() {
+    let dir = TempDir::new("asgi_after");
+    let mut p = start(&dir, "raw_app", vec![]);
+    let mut c = Client::new(&mut p);
+    assert_eq!(c.get("/after").text(), "done");
+    assert_eq!(wait_marker(&dir, "after"), "http.disconnect");
+    assert_eq!(c.get("/hello").status, 200, "the connection goes on");
+    // A client that reads a little, then goes: the streaming app's send
+    // raises ClientDisconnected (an OSError), which is not counted.
+    let mut c = Client::new(&mut p);
+    c.send(b"GET /until_gone HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut some = [0u8; 4096];
+    assert!(c.stream.read(&mut some).unwrap() > 0);
+    drop(c);
+    assert_eq!(wait_marker(&dir, "gone"), "ClientDisconnected");
+    assert_eq!(p.stat("python_errors"), 0);
+    assert_eq!(Client::new(&mut p).get("/hello").status, 200);
+}
+
+#[test]
 fn exceptions_give_500_before_the_response_and_a_close_after() {
     let dir = TempDir::new("asgi_errors");
     let mut p = start(&dir, "raw_app", vec![]);

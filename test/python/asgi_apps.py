@@ -111,6 +111,21 @@ async def raw_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         event = await receive()
         disconnects.append(event["type"])
         mark("disconnect", event["type"])
+    elif path == "/after":
+        # Once the response is complete, receive() says the request is over.
+        await read_body(receive)
+        await respond(send, 200, b"done")
+        event = await receive()
+        mark("after", event["type"])
+    elif path == "/until_gone":
+        # Streams until the client goes: send() then raises (spec 2.4).
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            while True:
+                await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+        except OSError as exc:
+            mark("gone", type(exc).__name__)
+            raise
     elif path == "/disconnects":
         await respond(send, 200, ",".join(disconnects).encode())
     elif path == "/raise":
