@@ -96,15 +96,16 @@ impl Reactor {
                 break false;
             }
             let Some(aio) = &self.aio else { break false };
-            // Bounded, so that a VM gone while nothing happens is noticed.
-            let mut timeout = aio.timeout(&self.shared.aio).unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1));
-            if let Some(d) = deadline {
-                timeout = timeout.min(d - now);
-            }
+            // Unbounded without a timer: the lifeline wakes the wait if
+            // the VM dies meanwhile.
+            let timeout = match (aio.timeout(&self.shared.aio), deadline) {
+                (Some(t), Some(d)) => Some(t.min(d - now)),
+                (t, d) => t.or(d.map(|d| d - now)),
+            };
             ready.clear();
             self.apply_aio_requests();
             let selector = &mut self.selector;
-            if py.detach(|| selector.wait(&mut ready, Some(timeout))).is_err() {
+            if py.detach(|| selector.wait(&mut ready, timeout)).is_err() {
                 break false;
             }
             for event in ready.iter().copied() {

@@ -23,9 +23,13 @@ disconnects: list[str] = []
 
 
 def mark(name: str, text: str = "") -> None:
+    """Leave the marker ``name`` holding ``text``; it appears whole (renamed
+    into place), never empty first."""
     if MARKERS is not None:
-        with open(os.path.join(MARKERS, name), "w") as f:
+        path = os.path.join(MARKERS, name)
+        with open(path + ".tmp", "w") as f:
             f.write(text)
+        os.replace(path + ".tmp", path)
 
 
 async def respond(
