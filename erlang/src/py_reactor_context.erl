@@ -130,6 +130,16 @@
 -module(py_reactor_context).
 -behaviour(gen_server).
 
+%% This module is the API and the process: it keeps the context's state
+%% (connections, pending requests, counts) and dispatches what the port
+%% sends. The other roles have modules of their own: option and argument
+%% checks (py_reactor_opts), the port program's start and end
+%% (py_reactor_port_program) and exit reasons (py_reactor_port_exit),
+%% frames (py_reactor_frame), descriptor passing (py_reactor_aux_socket),
+%% the VM's sockets and client info (py_reactor_socket), term bounds
+%% (py_reactor_term), statistics (py_reactor_stats), log lines
+%% (py_reactor_log), Python's requests to the VM (py_reactor_vm).
+
 %% API.
 -export([start_link/2, start_link/3, child_spec/1]).
 -export([handoff/2, handoff/3, handoff_socket/3]).
@@ -348,7 +358,7 @@ handoff(Ctx, Fd, ClientInfo) ->
 handoff(Ctx, Fd, ClientInfo, InitialData) ->
     case py_reactor_opts:check_args([{ctx, Ctx}, {fd, Fd}, {client_info, ClientInfo}]) of
         ok ->
-            case normalise_client_info(ClientInfo) of
+            case py_reactor_socket:client_info(ClientInfo) of
                 {ok, ClientInfo1} ->
                     %% The frame as do_handoff/4 builds it, with leaves in place of
                     %% the pid and the id: what the port will decode.
@@ -413,11 +423,11 @@ handoff_socket1(Ctx, Socket, ClientInfo) ->
     end.
 
 handoff_socket2(Ctx, Socket, ClientInfo, Data) ->
-    case socket_fd_and_peer(Socket) of
+    case py_reactor_socket:fd_and_peer(Socket) of
         {ok, Fd, PeerInfo} ->
             case handoff(Ctx, Fd, maps:merge(PeerInfo, ClientInfo), Data) of
                 ok ->
-                    ok = close_socket(Socket);
+                    ok = py_reactor_socket:close(Socket);
                 {error, Reason} ->
                     {error, Reason}
             end;
@@ -555,7 +565,7 @@ call_with_fds(Ctx, Module, Function, Args, Timeout) ->
         {ok, Args1, Fds} ->
             case safe_call(Ctx, {send_fds, [Fd || {_, Fd, _} <- Fds]}, infinity) of
                 {ok, Ids} ->
-                    _ = [close_socket(S) || {_, _, S} <- Fds, S =/= none],
+                    _ = [py_reactor_socket:close(S) || {_, _, S} <- Fds, S =/= none],
                     FdArgs = [{Index, Id} || {{Index, _, _}, Id} <- lists:zip(Fds, Ids)],
                     checked_request(Ctx, call, Names, [Args1, FdArgs], Timeout);
                 {error, Reason} ->
@@ -573,9 +583,9 @@ call_fds([], _Index, Args, Fds) ->
 call_fds([{fd, Fd} | Rest], Index, Args, Fds) when is_integer(Fd), Fd >= 0 ->
     call_fds(Rest, Index + 1, [undefined | Args], [{Index, Fd, none} | Fds]);
 call_fds([Arg | Rest], Index, Args, Fds) ->
-    case is_socket(Arg) of
+    case py_reactor_socket:is_socket(Arg) of
         true ->
-            case socket_fd_and_peer(Arg) of
+            case py_reactor_socket:fd_and_peer(Arg) of
                 {ok, Fd, _Peer} ->
                     call_fds(Rest, Index + 1, [undefined | Args], [{Index, Fd, Arg} | Fds]);
                 {error, Reason} ->
@@ -584,13 +594,6 @@ call_fds([Arg | Rest], Index, Args, Fds) ->
         false ->
             call_fds(Rest, Index + 1, [Arg | Args], Fds)
     end.
-
-is_socket({'$socket', Ref}) when is_reference(Ref) ->
-    true;
-is_socket(Port) when is_port(Port) ->
-    erlang:port_info(Port, name) =:= {name, "tcp_inet"};
-is_socket(_) ->
-    false.
 
 %% @doc Gives the port a duplicate of the listening socket `Fd' to accept
 %% on itself (a listener's `accept => port'; see `docs/protocol.md',
@@ -930,7 +933,7 @@ safe_call(Ctx, Request, Timeout) ->
     end.
 
 reply_request(stats, From, {ok, PortStats}, State) when is_map(PortStats) ->
-    gen_server:reply(From, {ok, merge_stats(PortStats, State)});
+    gen_server:reply(From, {ok, py_reactor_stats:merge(PortStats, own_stats(State))});
 reply_request(Kind, From, ok, _State) when Kind =:= exec; Kind =:= listen_control ->
     gen_server:reply(From, ok);
 reply_request(Kind, From, {ok, Value}, _State) when Kind =:= eval; Kind =:= call ->
@@ -941,19 +944,16 @@ reply_request(Kind, From, Result, State) ->
     ?LOG_ERROR("py_reactor_context ~0p: bad reply to ~0p: ~0p", [State#state.id, Kind, Result]),
     gen_server:reply(From, {error, {bad_reply, Result}}).
 
-merge_stats(PortStats, #state{id = Id, mode = Mode, os_pid = OsPid, conns = Conns,
-                              total = Total, refused = Refused,
-                              max_connections = Max}) ->
-    Zero = #{total_requests => 0, bytes_in => 0, bytes_out => 0, python_errors => 0,
-             refused_handoffs => 0},
-    Port = maps:merge(Zero, PortStats),
-    Port#{id => Id,
-          mode => Mode,
-          os_pid => OsPid,
-          max_connections => Max,
-          active_connections => map_size(Conns),
-          total_connections => Total,
-          refused_handoffs => Refused + maps:get(refused_handoffs, Port)}.
+%% The counts the context keeps itself, for stats/2.
+own_stats(#state{id = Id, mode = Mode, os_pid = OsPid, conns = Conns, total = Total,
+                 refused = Refused, max_connections = Max}) ->
+    #{id => Id,
+      mode => Mode,
+      os_pid => OsPid,
+      max_connections => Max,
+      active_connections => map_size(Conns),
+      total_connections => Total,
+      refused_handoffs => Refused}.
 
 send_frame(Term, #state{port = Port, max_frame = MaxFrame}) ->
     py_reactor_frame:send(Port, Term, MaxFrame).
@@ -998,7 +998,7 @@ handle_term({closed, ConnId, Reason}, State = #state{conns = Conns}) ->
     case maps:take(ConnId, Conns) of
         {true, Conns1} ->
             ok = count_listener(closed, State),
-            log_closed(ConnId, Reason, State),
+            ok = py_reactor_log:closed(State#state.id, ConnId, Reason),
             State#state{conns = Conns1};
         error ->
             ?LOG_ERROR("py_reactor_context ~0p: closed notice for unknown connection ~0p: ~0P",
@@ -1010,14 +1010,7 @@ handle_term({accepted, ConnId, _ClientInfo}, State = #state{conns = Conns, total
     ok = count_listener(opened, State),
     State#state{conns = Conns#{ConnId => true}, total = Total + 1};
 handle_term({log, Level, Text}, State = #state{id = Id}) ->
-    Meta = #{py_reactor_context => Id, domain => [py_reactor]},
-    case is_log_level(Level) of
-        true ->
-            logger:log(Level, "py_reactor_context ~0p: ~ts", [Id, Text], Meta);
-        false ->
-            logger:log(error, "py_reactor_context ~0p: (bad level ~0p) ~ts",
-                       [Id, Level, Text], Meta)
-    end,
+    ok = py_reactor_log:port_line(Id, Level, Text),
     State;
 handle_term({send, Pid, Term}, State) when is_pid(Pid) ->
     Pid ! Term,
@@ -1047,109 +1040,3 @@ handle_term(Term, State) ->
     ?LOG_ERROR("py_reactor_context ~0p: unknown frame from the port: ~0P",
                [State#state.id, Term, 30]),
     State.
-
-is_log_level(Level) ->
-    lists:member(Level, [emergency, alert, critical, error, warning, notice, info, debug]).
-
-log_closed(_ConnId, Reason, _State) when Reason =:= normal; Reason =:= eof;
-                                         Reason =:= stopped ->
-    ok;
-log_closed(ConnId, {error, Errno}, State) when Errno =:= emfile; Errno =:= enfile ->
-    ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: it is out of "
-                 "descriptors (~0p)", [State#state.id, ConnId, Errno]);
-log_closed(ConnId, idle_timeout, State) ->
-    ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: idle_timeout",
-               [State#state.id, ConnId]);
-log_closed(ConnId, {error, Errno}, State) ->
-    ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: ~0p",
-               [State#state.id, ConnId, Errno]);
-log_closed(ConnId, {python, Type, Message, _Traceback}, State) ->
-    %% The port logs the traceback itself, once, at error.
-    ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed by a Python exception: ~ts: ~ts",
-               [State#state.id, ConnId, Type, Message]);
-log_closed(ConnId, {bad_action, Text}, State) ->
-    ?LOG_WARNING("py_reactor_context ~0p: connection ~b closed: the protocol returned "
-                 "a bad action: ~ts", [State#state.id, ConnId, Text]);
-log_closed(ConnId, Reason, State) when Reason =:= max_connections; Reason =:= not_set_up;
-                                       Reason =:= duplicate_id; Reason =:= fd_not_received;
-                                       Reason =:= listening_socket; Reason =:= not_connected ->
-    ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: ~0p",
-                 [State#state.id, ConnId, Reason]);
-log_closed(ConnId, Reason, State) ->
-    ?LOG_WARNING("py_reactor_context ~0p: connection ~b closed: ~0P",
-                 [State#state.id, ConnId, Reason, 30]).
-
-%% Internal: client info and sockets.
-
-normalise_client_info(ClientInfo) ->
-    ClientInfo1 = case ClientInfo of
-        #{addr := Addr} when is_tuple(Addr) ->
-            case inet:ntoa(Addr) of
-                {error, einval} -> ClientInfo;
-                Text -> ClientInfo#{addr := list_to_binary(Text)}
-            end;
-        #{addr := Addr} when is_list(Addr) ->
-            case unicode:characters_to_binary(Addr) of
-                Bin when is_binary(Bin) -> ClientInfo#{addr := Bin};
-                _ -> ClientInfo
-            end;
-        _ ->
-            ClientInfo
-    end,
-    case py_reactor_term:convertible(ClientInfo1) of
-        true -> {ok, ClientInfo1};
-        false -> {error, {bad_client_info, ClientInfo}}
-    end.
-
-socket_fd_and_peer({'$socket', _} = Socket) ->
-    case socket:getopt(Socket, otp, fd) of
-        {ok, Fd} ->
-            case socket:peername(Socket) of
-                {ok, #{family := local, path := Path}} ->
-                    {ok, Fd, #{addr => to_binary(Path), type => unix}};
-                {ok, #{family := Family, addr := Addr, port := PeerPort}}
-                        when Family =:= inet; Family =:= inet6 ->
-                    {ok, Fd, #{addr => list_to_binary(inet:ntoa(Addr)), port => PeerPort,
-                               type => tcp}};
-                {ok, Other} ->
-                    {ok, Fd, #{addr => iolist_to_binary(io_lib:format("~0p", [Other]))}};
-                {error, Reason} ->
-                    {error, {peername, Reason}}
-            end;
-        {error, Reason} ->
-            {error, {getfd, Reason}}
-    end;
-socket_fd_and_peer(Socket) ->
-    try inet:getfd(Socket) of
-        {ok, Fd} ->
-            case inet:peername(Socket) of
-                {ok, {local, Path}} ->
-                    {ok, Fd, #{addr => to_binary(Path), type => unix}};
-                {ok, {Addr, PeerPort}} ->
-                    {ok, Fd, #{addr => list_to_binary(inet:ntoa(Addr)), port => PeerPort,
-                               type => tcp}};
-                {error, Reason} ->
-                    {error, {peername, Reason}}
-            end;
-        {error, Reason} ->
-            {error, {getfd, Reason}}
-    catch
-        error:Reason ->
-            {error, {getfd, Reason}}
-    end.
-
-close_socket({'$socket', _} = Socket) ->
-    _ = socket:close(Socket),
-    ok;
-close_socket(Socket) ->
-    gen_tcp:close(Socket).
-
-%% Internal: helpers.
-
-to_binary(Atom) when is_atom(Atom) ->
-    atom_to_binary(Atom);
-to_binary(Data) ->
-    case unicode:characters_to_binary(Data) of
-        Bin when is_binary(Bin) -> Bin;
-        _ -> erlang:error(badarg, [Data])
-    end.
