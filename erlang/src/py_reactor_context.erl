@@ -52,6 +52,11 @@
 %% <dd>Threads that run the WSGI application's calls.</dd>
 %% <dt>`access_log' (`boolean()', default `false')</dt>
 %% <dd>One `info' log line per HTTP request.</dd>
+%% <dt>`multiprocess' (`boolean()', default `false')</dt>
+%% <dd>`wsgi.multiprocess' in a WSGI application's `environ': whether
+%%     other processes (other contexts) serve the same application at the
+%%     same time. A listener ({@link py_reactor}) with more than one context
+%%     sets it to `true' for its contexts.</dd>
 %% <dt>`idle_timeout' (`timeout()', milliseconds, default `infinity')</dt>
 %% <dd>A connection with no readiness event (nothing to read, no write
 %%     completed) for that long is closed by the port: `connection_lost()'
@@ -178,6 +183,7 @@
                   header_timeout => pos_integer(),
                   threads => pos_integer(),
                   access_log => boolean(),
+                  multiprocess => boolean(),
                   python_path => [file:filename_all()],
                   idle_timeout => timeout(),
                   name => atom(),
