@@ -218,7 +218,8 @@ kill(#{port := Port, os_pid := OsPid}) ->
     flush_port(Port).
 
 %% @doc The context's exit reason when its port closed with `Reason' (an
-%% `'EXIT'' from the port, a write to a dead program, say): the program's
+%% ``{'EXIT', Port, Reason}'' message, after a write to a dead program,
+%% say): the program's
 %% exit status usually follows at once and says more, so it is awaited
 %% briefly; `{port_closed, Reason}' without it.
 -spec closed_reason(port(), term()) -> py_reactor_port_exit:reason() | {port_closed, term()}.
