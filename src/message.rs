@@ -25,6 +25,8 @@ pub struct SetupOptions {
     pub http: crate::http::Limits,
     /// Close a connection after this long without a readiness event.
     pub idle_timeout: Option<std::time::Duration>,
+    /// `auto`, `on` or `off`: the ASGI `lifespan` scope (`docs/http.md`).
+    pub lifespan: Option<String>,
 }
 
 /// Options of `listen` and `listen_control`: the port's share of the
@@ -316,6 +318,13 @@ impl SetupOptions {
                         _ => limits.threads = size.min(1024),
                     }
                 }
+                "lifespan" => {
+                    let mode = text("lifespan")?;
+                    if !["auto", "on", "off"].contains(&mode.as_str()) {
+                        return Err("lifespan must be auto, on or off".into());
+                    }
+                    options.lifespan = Some(mode);
+                }
                 "access_log" => {
                     options.http.access_log = match as_atom(value) {
                         Some("true") => true,
@@ -466,6 +475,8 @@ pub enum RequestFailure {
     /// The request's frame could not be decoded: too deep, too many terms,
     /// a tag the port does not take.
     BadTerm(String),
+    /// The ASGI application failed its `lifespan.startup`, with its message.
+    LifespanStartupFailed(String),
 }
 
 impl RequestFailure {
@@ -477,6 +488,9 @@ impl RequestFailure {
             RequestFailure::BadRequest(t) => tuple(vec![atom("bad_request"), binary(t.as_bytes())]),
             RequestFailure::Unconvertible(t) => tuple(vec![atom("unconvertible"), binary(t.as_bytes())]),
             RequestFailure::BadTerm(t) => tuple(vec![atom("bad_term"), binary(t.as_bytes())]),
+            RequestFailure::LifespanStartupFailed(t) => {
+                tuple(vec![atom("lifespan_startup_failed"), binary(t.as_bytes())])
+            }
         };
         tuple(vec![atom("error"), reason])
     }

@@ -35,11 +35,21 @@
 %%     protocol factory.</dd>
 %% <dt>`app_interface' (`auto | wsgi | asgi | protocol', default `auto')</dt>
 %% <dd>What `app_callable' is: `protocol', a protocol factory; `wsgi', a
-%%     WSGI application, served over HTTP/1.1 on every connection handed
-%%     to the context (`docs/http.md'); `asgi' is refused for now. `auto'
-%%     picks `protocol' for a `reactor.Protocol' subclass or a callable
-%%     taking no arguments, `asgi' for a coroutine function, `wsgi'
+%%     WSGI application, or `asgi', an ASGI 3.0 application, served over
+%%     HTTP/1.1 on every connection handed to the context
+%%     (`docs/http.md'). `auto' picks `protocol' for a `reactor.Protocol'
+%%     subclass or a callable taking no arguments, `asgi' for a coroutine
+%%     function (or an object whose `__call__' is one), `wsgi'
 %%     otherwise.</dd>
+%% <dt>`lifespan' (`auto | on | off', default `auto')</dt>
+%% <dd>The ASGI `lifespan' scope of an `asgi' application: its startup
+%%     runs before start_link returns, its shutdown when the context stops
+%%     (before the port exits), and the `state' it fills is copied into
+%%     each request's scope. A `lifespan.startup.failed' event, or with
+%%     `on' an exception, makes start_link return
+%%     `{error, {lifespan_startup_failed, Message}}' (`Message' a binary);
+%%     with `auto' an application that raises on the scope before sending
+%%     anything is served without lifespan; `off' never sends it.</dd>
 %% <dt>`max_request_line', `max_header_block', `max_header_count',
 %%     `max_body_size' (`pos_integer()', bytes or a count)</dt>
 %% <dd>HTTP limits of a WSGI context (defaults 8192, 65536, 100 and
@@ -49,7 +59,8 @@
 %% <dd>How long an idle keep-alive connection is kept, and how long a
 %%     request head may take from its first byte (then 408).</dd>
 %% <dt>`threads' (`pos_integer()', default 8)</dt>
-%% <dd>Threads that run the WSGI application's calls.</dd>
+%% <dd>Threads that run the WSGI application's calls. Not used by ASGI,
+%%     whose requests run as tasks on the context's asyncio loop.</dd>
 %% <dt>`access_log' (`boolean()', default `false')</dt>
 %% <dd>One `info' log line per HTTP request.</dd>
 %% <dt>`multiprocess' (`boolean()', default `false')</dt>
@@ -175,6 +186,7 @@
                   app_module => atom() | unicode:chardata(),
                   app_callable => atom() | unicode:chardata(),
                   app_interface => auto | wsgi | asgi | protocol,
+                  lifespan => auto | on | off,
                   max_request_line => pos_integer(),
                   max_header_block => pos_integer(),
                   max_header_count => pos_integer(),

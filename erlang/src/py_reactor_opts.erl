@@ -178,6 +178,7 @@ check_opt(app_interface, I) when I =:= auto; I =:= wsgi; I =:= asgi; I =:= proto
     {ok, I};
 check_opt(access_log, Bool) when is_boolean(Bool) -> {ok, Bool};
 check_opt(multiprocess, Bool) when is_boolean(Bool) -> {ok, Bool};
+check_opt(lifespan, L) when L =:= auto; L =:= on; L =:= off -> {ok, L};
 check_opt(Key, N) when (Key =:= max_request_line orelse Key =:= max_header_block orelse
                         Key =:= max_header_count orelse Key =:= max_body_size orelse
                         Key =:= keepalive_timeout orelse Key =:= header_timeout orelse
@@ -219,7 +220,8 @@ check_opt(Key, _Value) when Key =:= max_connections; Key =:= name;
                             Key =:= max_header_count; Key =:= max_body_size;
                             Key =:= keepalive_timeout; Key =:= header_timeout;
                             Key =:= threads; Key =:= idle_timeout;
-                            Key =:= python; Key =:= multiprocess ->
+                            Key =:= python; Key =:= multiprocess;
+                            Key =:= lifespan ->
     error;
 check_opt(_Key, _Value) ->
     unknown.

@@ -129,7 +129,7 @@ setup_request(Ref, Id, Opts) ->
                            max_connections, app_interface, max_request_line,
                            max_header_block, max_header_count, max_body_size,
                            keepalive_timeout, header_timeout, threads, access_log,
-                           idle_timeout, multiprocess], Opts),
+                           idle_timeout, multiprocess, lifespan], Opts),
     ContextId = case py_reactor_term:convertible(Id) of
         true -> Id;
         false -> iolist_to_binary(io_lib:format("~0p", [Id]))

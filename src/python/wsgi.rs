@@ -592,7 +592,7 @@ fn environ<'py>(
 }
 
 /// The path and the query of a request target, in origin or absolute form.
-fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
     let mut rest = target;
     if !rest.starts_with(b"/") {
         if let Some(scheme_end) = memchr::memmem::find(rest, b"://") {
@@ -610,7 +610,7 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// `%XX` sequences decoded; a `%` not followed by two hex digits stays.
-fn percent_decode(input: &[u8]) -> Vec<u8> {
+pub(crate) fn percent_decode(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);

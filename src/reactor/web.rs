@@ -145,7 +145,7 @@ impl Reactor {
 /// what the client sent meanwhile: closing a socket with unread input makes
 /// the kernel reset the connection, which can destroy the response before
 /// the client has read it.
-fn refuse(fd: &OwnedFd, error: HttpError) {
+pub(super) fn refuse(fd: &OwnedFd, error: HttpError) {
     let response = error.response();
     let _ = nix::unistd::write(fd, &response);
     let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Write);
