@@ -332,6 +332,13 @@ impl SetupOptions {
                         _ => return Err("access_log must be a boolean".into()),
                     }
                 }
+                "multiprocess" => {
+                    options.http.multiprocess = match as_atom(value) {
+                        Some("true") => true,
+                        Some("false") => false,
+                        _ => return Err("multiprocess must be a boolean".into()),
+                    }
+                }
                 // Options the VM uses itself may pass through; unknown ones are an error.
                 other => return Err(format!("unknown option {other}")),
             }
@@ -677,6 +684,14 @@ mod tests {
         assert_eq!(idle(atom("infinity")), Ok(None));
         assert!(idle(integer(0)).is_err());
         assert!(idle(atom("never")).is_err());
+        let multiprocess = |v: Term| match req(tuple(vec![atom("setup"), r.clone(), atom_map(vec![("multiprocess", v)])])) {
+            Ok(Request::Setup { options, .. }) => Ok(options.http.multiprocess),
+            Ok(other) => panic!("not a setup: {other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(multiprocess(atom("true")), Ok(true));
+        assert_eq!(multiprocess(atom("false")), Ok(false));
+        assert!(multiprocess(integer(1)).is_err());
     }
 
     #[test]

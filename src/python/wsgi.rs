@@ -36,18 +36,20 @@ pub struct WsgiApp {
     errors: Py<PyAny>,
     body_error: Py<PyType>,
     access_log: bool,
+    multiprocess: bool,
 }
 
 impl WsgiApp {
     /// Wraps `app`, taking `erlang.wsgi`'s helpers.
-    pub fn new(py: Python<'_>, app: Py<PyAny>, access_log: bool) -> PyResult<WsgiApp> {
+    pub fn new(py: Python<'_>, app: Py<PyAny>, limits: &crate::http::Limits) -> PyResult<WsgiApp> {
         let module = py.import("erlang.wsgi")?;
         Ok(WsgiApp {
             app,
             file_wrapper: module.getattr("FileWrapper")?.cast_into::<PyType>()?.unbind(),
             errors: module.getattr("errors")?.unbind(),
             body_error: module.getattr("RequestBodyError")?.cast_into::<PyType>()?.unbind(),
-            access_log,
+            access_log: limits.access_log,
+            multiprocess: limits.multiprocess,
         })
     }
 }
@@ -576,7 +578,7 @@ fn environ<'py>(
     env.set_item(intern!(py, "wsgi.input"), Bound::new(py, input)?)?;
     env.set_item(intern!(py, "wsgi.errors"), app.errors.bind(py))?;
     env.set_item(intern!(py, "wsgi.multithread"), true)?;
-    env.set_item(intern!(py, "wsgi.multiprocess"), false)?;
+    env.set_item(intern!(py, "wsgi.multiprocess"), app.multiprocess)?;
     env.set_item(intern!(py, "wsgi.run_once"), false)?;
     env.set_item(intern!(py, "wsgi.file_wrapper"), app.file_wrapper.bind(py))?;
     // `wsgi.input` returns b'' at the end of the body, chunked or not: the

@@ -28,7 +28,7 @@ impl Reactor {
         limits: Limits,
     ) -> Result<Option<Engine>, PythonError> {
         let Some(app) = app else { return Ok(None) };
-        let app = WsgiApp::new(py, app, limits.access_log).map_err(|e| crate::python::python_error(py, e))?;
+        let app = WsgiApp::new(py, app, &limits).map_err(|e| crate::python::python_error(py, e))?;
         Engine::new(limits, Arc::new(app), self.selector.waker()).map(Some).map_err(|e| PythonError {
             kind: "OSError".into(),
             message: format!("cannot start the application threads: {e}"),
