@@ -37,7 +37,7 @@ class Later(reactor.Protocol):
         elif word == "raise":
             self.call_later(0, self.fail)
         elif word == "wait":
-            self.handles.append(self.call_later(0.3, report, "far"))
+            self.handles.append(self.call_later(2.0, report, "far"))
         elif word == "thread":
             def from_thread():
                 self.call_later(0, self.tick, "from a thread")
@@ -133,7 +133,7 @@ fn the_timers_of_a_closed_connection_are_cancelled() {
     assert!(is_atom(&p.wait_closed(id), "eof"));
     let lost = p.wait_report("lost");
     assert!(term_eq(&lost[0], &list(vec![atom("true")])), "handles in connection_lost: {}", show(&lost[0]));
-    p.expect_no("the timer of the closed connection", Duration::from_millis(600), |_| false);
+    p.expect_no("the timer of the closed connection", Duration::from_millis(2500), |_| false);
     assert!(p.take_reports("far").is_empty(), "a timer of a closed connection ran");
 }
 
