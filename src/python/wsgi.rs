@@ -19,6 +19,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
 use crate::http::body::{Body, BodyError};
 use crate::http::engine::{App, Done, Exchange};
+use crate::http::pool::{blocking, Hold};
 use crate::http::response::{KnownLength, Response};
 use crate::http::stream::{Direction, Stream};
 use crate::message::{LogLevel, Notice};
@@ -49,6 +50,21 @@ impl WsgiApp {
             body_error: module.getattr("RequestBodyError")?.cast_into::<PyType>()?.unbind(),
             access_log,
         })
+    }
+}
+
+/// The GIL, which a worker thread keeps (with its Python thread state)
+/// from one request to the next, and releases while it waits for one.
+#[derive(Debug, Default)]
+pub struct Gil;
+
+impl Hold for Gil {
+    fn hold(&self, body: &mut dyn FnMut()) {
+        Python::attach(|_| body())
+    }
+
+    fn release(&self, wait: &mut (dyn FnMut() + Send)) {
+        Python::attach(|py| py.detach(wait))
     }
 }
 
@@ -275,7 +291,7 @@ fn send_file(py: Python<'_>, wrapper: &Bound<'_, PyAny>, responder: &Bound<'_, S
                 break;
             }
             Ok(0) => {
-                if let Err(e) = py.detach(|| stream.wait(Direction::Write, timeout)) {
+                if let Err(e) = py.detach(|| blocking(|| stream.wait(Direction::Write, timeout))) {
                     r.failed = Some(e);
                 }
             }
@@ -327,7 +343,7 @@ impl StartResponse {
         while sent < out.len() {
             match stream.try_write(&out[sent..]) {
                 Ok(0) => {
-                    if let Err(e) = py.detach(|| stream.wait(Direction::Write, timeout)) {
+                    if let Err(e) = py.detach(|| blocking(|| stream.wait(Direction::Write, timeout))) {
                         self.failed = Some(e);
                         break;
                     }
@@ -498,7 +514,7 @@ fn lock<'a>(py: Python<'_>, body: &'a Mutex<Body>) -> MutexGuard<'a, Body> {
             Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
             // Only an application sharing `wsgi.input` between threads gets
             // here: the holder may be waiting for the GIL we hold.
-            Err(std::sync::TryLockError::WouldBlock) => py.detach(|| std::thread::sleep(Duration::from_millis(1))),
+            Err(std::sync::TryLockError::WouldBlock) => py.detach(|| blocking(|| std::thread::sleep(Duration::from_millis(1)))),
         }
     }
 }
@@ -507,7 +523,7 @@ fn lock<'a>(py: Python<'_>, body: &'a Mutex<Body>) -> MutexGuard<'a, Body> {
 fn waiter(py: Python<'_>, timeout: Duration) -> impl FnMut(&Stream, Direction) -> Result<(), Errno> + '_ {
     move |stream: &Stream, direction| {
         let stream = *stream;
-        py.detach(|| stream.wait(direction, timeout))
+        py.detach(|| blocking(|| stream.wait(direction, timeout)))
     }
 }
 

@@ -15,7 +15,7 @@ use super::{Connection, Handler, Reactor, READ_SIZE};
 use crate::http::engine::{Engine, Next, Peer};
 use crate::http::{HttpError, Limits};
 use crate::message::{CloseReason, PythonError};
-use crate::python::wsgi::WsgiApp;
+use crate::python::wsgi::{Gil, WsgiApp};
 use crate::readiness::Interest;
 use crate::terms::{as_atom, as_bytes, as_u64};
 
@@ -29,7 +29,7 @@ impl Reactor {
     ) -> Result<Option<Engine>, PythonError> {
         let Some(app) = app else { return Ok(None) };
         let app = WsgiApp::new(py, app, limits.access_log).map_err(|e| crate::python::python_error(py, e))?;
-        Engine::new(limits, Arc::new(app), self.selector.waker()).map(Some).map_err(|e| PythonError {
+        Engine::new(limits, Arc::new(app), Arc::new(Gil), self.selector.waker()).map(Some).map_err(|e| PythonError {
             kind: "OSError".into(),
             message: format!("cannot start the application threads: {e}"),
             traceback: String::new(),
@@ -125,6 +125,7 @@ impl Reactor {
     /// complete within `header_timeout` get 408.
     pub(super) fn http_deadlines(&mut self, py: Python<'_>, now: Instant) {
         let Some(engine) = &mut self.http else { return };
+        engine.check_pool(now);
         if !engine.next_deadline().is_some_and(|at| at <= now) {
             return;
         }
