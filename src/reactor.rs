@@ -19,7 +19,7 @@ use crate::fdpass::{self, AuxChannel, AuxListener};
 use crate::framing::{Fill, MAX_FRAME};
 use crate::handoff::{Offer, Paired, Pairing};
 use crate::listening::{self, Listening};
-use crate::http::engine::{Engine, HttpConn};
+use crate::http::engine::{ConnState, Engine, HttpConn};
 use crate::message::{
     Carrier, CloseReason, ListenOptions, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
 };
@@ -1227,8 +1227,13 @@ impl Reactor {
                 continue;
             }
             // Events only stamp the connection; its timer is moved here, when
-            // it fires early, rather than on every event.
-            let idle_until = conn.last_event + limit;
+            // it fires early, rather than on every event. An HTTP connection
+            // in the application gets no events but is not idle: its time
+            // starts again when the response is done (`http_finished`).
+            let idle_until = match &conn.handler {
+                Handler::Http(http) if http.state == ConnState::InApp => now + limit,
+                _ => conn.last_event + limit,
+            };
             if idle_until > now {
                 conn.idle_timer = Some(self.idle.insert(idle_until, (fd, conn_id)));
             } else {

@@ -102,7 +102,7 @@ impl Reactor {
             if done.python_error {
                 self.counters.python_errors += 1;
             }
-            let Some(Some(Connection { conn_id, handler: Handler::Http(conn), .. })) =
+            let Some(Some(Connection { conn_id, handler: Handler::Http(conn), last_event, .. })) =
                 self.connections.get_mut(fd as usize)
             else {
                 continue;
@@ -112,8 +112,11 @@ impl Reactor {
             if *conn_id != done.conn_id {
                 continue;
             }
+            let now = Instant::now();
+            // Back from the application: `idle_timeout` counts from here.
+            *last_event = now;
             let Some(engine) = &mut self.http else { return };
-            let (next, counted) = engine.resume(fd, conn, done, Instant::now());
+            let (next, counted) = engine.resume(fd, conn, done, now);
             if counted {
                 self.counters.total_requests += 1;
             }
