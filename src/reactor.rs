@@ -254,8 +254,13 @@ impl Reactor {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         self.apply_aio_requests();
-        let selector = &mut self.selector;
-        let waited = py.detach(|| selector.wait(&mut ready, timeout));
+        let waited = if self.http.is_some() {
+            // HTTP connections need no Python: served without the GIL.
+            py.detach(|| self.wait_http(&mut ready, timeout))
+        } else {
+            let selector = &mut self.selector;
+            py.detach(|| selector.wait(&mut ready, timeout))
+        };
         if self.idle_timeout.is_some() {
             self.now = Instant::now();
         }
@@ -271,8 +276,8 @@ impl Reactor {
             self.run_parked_calls(py);
         }
         if self.http.is_some() {
-            self.http_finished(py);
-            self.http_deadlines(py, Instant::now());
+            self.http_finished();
+            self.http_deadlines(Instant::now());
         }
         if !self.pairing.is_empty() {
             self.expire_pairing(Instant::now());
@@ -830,7 +835,7 @@ impl Reactor {
             if initial_data.is_empty() {
                 self.select(py, raw, Interest::READ);
             } else {
-                self.http_initial_data(py, raw, &initial_data);
+                self.http_initial_data(raw, &initial_data);
             }
             return;
         }
@@ -876,7 +881,7 @@ impl Reactor {
     fn on_readable(&mut self, py: Python<'_>, fd: RawFd) {
         let Some(conn) = self.connection(fd) else { return };
         if matches!(conn.handler, Handler::Http(_)) {
-            return self.http_readable(py, fd);
+            return self.http_readable(fd);
         }
         // The kernel reads straight into the `bytes` object that Python will
         // get: the data is never copied on its way to `data_received`.
@@ -1112,6 +1117,13 @@ impl Reactor {
                 self.log(LogLevel::Error, e.traceback.trim_end().to_string());
             }
         }
+        self.release_connection(conn_id, fd, reason);
+    }
+
+    /// The part of closing that calls no Python: deregister, shut down and
+    /// close the descriptor, then tell the VM.
+    fn release_connection(&mut self, conn_id: u64, fd: OwnedFd, reason: CloseReason) {
+        let raw = fd.as_raw_fd();
         let _ = self.selector.deregister(connection_key(raw));
         // The VM may still hold its own copy of the socket: shutting down
         // makes the peer see the close regardless. Not every descriptor is a

@@ -107,6 +107,10 @@ pub struct Engine {
     deadlines: Timers<RawFd>,
     /// When the pool's queue is to be checked for a stall ([`Pool::check`]).
     pool_check: Option<Instant>,
+    /// Where the loop reads a connection's bytes before they are appended to
+    /// its buffer: one large buffer kept for every read, and each
+    /// connection's buffer only as large as what came (a head, usually).
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -128,6 +132,7 @@ impl Engine {
             waker,
             deadlines: Timers::new(),
             pool_check: None,
+            scratch: Vec::new(),
         })
     }
 
@@ -143,6 +148,12 @@ impl Engine {
             self.deadlines.cancel(id);
         }
         conn.deadline = at.map(|at| self.deadlines.insert(at, fd));
+    }
+
+    /// The buffer to read into (emptied), to be appended to a connection's.
+    pub fn read_buffer(&mut self) -> &mut Vec<u8> {
+        self.scratch.clear();
+        &mut self.scratch
     }
 
     /// The connection is closed: its deadline goes.
@@ -175,9 +186,15 @@ impl Engine {
                 self.pool.submit(now, move || {
                     let finished = app.serve(exchange);
                     done.lock().unwrap_or_else(|p| p.into_inner()).push(finished);
-                    // A failed wake-up only delays the connection to the next
-                    // event. Wake-ups the loop has not yet seen are one.
-                    let _ = waker.wake();
+                    // The response is out; the loop only has to take the
+                    // connection back. While jobs wait, the loop is not
+                    // woken for each: it takes back what is done when this
+                    // thread has none left, at its next event, or at the
+                    // latest when it checks the queue ([`Engine::check_pool`]).
+                    if !super::pool::more_queued() {
+                        // A failed wake-up only delays the connection to the next event.
+                        let _ = waker.wake();
+                    }
                 });
                 self.pool_check = crate::timers::earliest(self.pool_check, Some(now + STALL));
                 (Next::InApp, true)

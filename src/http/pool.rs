@@ -117,6 +117,12 @@ pub fn blocking<T>(wait: impl FnOnce() -> T) -> T {
     result
 }
 
+/// Whether jobs wait in the current worker thread's pool: its thread will
+/// take the next one when it finishes its own (false off a pool thread).
+pub fn more_queued() -> bool {
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|pool| !pool.lock().jobs.is_empty()))
+}
+
 /// A fixed pool of worker threads.
 pub struct Pool {
     inner: Arc<Inner>,
@@ -168,21 +174,18 @@ impl Pool {
     }
 
     /// Wakes another thread if the queue has stalled by `now`; returns when
-    /// to check again, if jobs wait for a thread that could be woken.
+    /// to check again, as long as jobs wait.
     pub fn check(&self, now: Instant) -> Option<Instant> {
         let mut state = self.inner.lock();
         let head = state.jobs.front()?.since;
-        if state.idle.is_empty() {
-            // Every thread has a job: the next to finish takes the head.
-            return None;
-        }
         let since = head.max(state.progress);
         if now.saturating_duration_since(since) < STALL {
             return Some(since + STALL);
         }
+        // With every thread busy, the next to finish takes the head.
         self.inner.wake_one(&mut state);
         state.progress = now;
-        (!state.idle.is_empty()).then_some(now + STALL)
+        Some(now + STALL)
     }
 }
 
