@@ -276,8 +276,8 @@ impl Reactor {
             self.run_parked_calls(py);
         }
         if self.http.is_some() {
-            self.http_finished();
             self.http_deadlines(Instant::now());
+            self.http_finished();
         }
         if !self.pairing.is_empty() {
             self.expire_pairing(Instant::now());

@@ -53,8 +53,9 @@ impl Reactor {
             }
             // Events stay in order: the others are served later, under the GIL.
             ready.retain(|event| !self.http_event(*event));
-            self.http_finished();
+            // Deadlines first: see `http_deadlines`.
             self.http_deadlines(now);
+            self.http_finished();
             self.apply_aio_requests();
             if !ready.is_empty() || self.needs_python(now) {
                 return Ok(());
@@ -213,7 +214,11 @@ impl Reactor {
     }
 
     /// Idle connections past `keepalive_timeout` are closed; heads not
-    /// complete within `header_timeout` get 408.
+    /// complete within `header_timeout` get 408; the pool's queue is checked
+    /// for a stall. Called before [`Reactor::http_finished`]: a worker that
+    /// finished while jobs were queued did not wake the loop, and relies on
+    /// a queue check still to come, or on this turn's `http_finished` if the
+    /// check found the queue empty.
     pub(super) fn http_deadlines(&mut self, now: Instant) {
         let Some(engine) = &mut self.http else { return };
         engine.check_pool(now);
