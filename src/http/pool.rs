@@ -4,20 +4,20 @@
 //! A fixed number of threads take jobs from one queue in order. A job that
 //! blocks holds its thread only: the others, and the loop, go on.
 //!
-//! Only one thread at a time is meant to run Python (the GIL), so the pool
-//! does not wake a second thread while one is running jobs: the running
-//! thread takes the next job when it finishes one, keeping the GIL
-//! ([`Hold`]) from one job to the next instead of handing it to another
-//! thread for every request, and the threads sleep and wake much less. A
-//! second thread is woken when no thread is running (all idle, or blocked
-//! in a wait the pool is told of, [`blocking`]), or when the running thread
-//! makes no progress: the job at the head of the queue has waited
-//! [`STALL`] with no job taken meanwhile, which is how a job blocked where
-//! the pool cannot see it (`time.sleep`, a database call that releases the
-//! GIL) never holds the others back for longer than that. The loop checks
-//! for that ([`Pool::check`]) at the time [`Pool::check`] names. Idle
-//! threads are woken last in, first out: the thread woken is the one whose
-//! stack and caches are warmest.
+//! Only one thread at a time can run Python (the GIL), so the pool does not
+//! wake a second thread while one is running jobs: the running thread takes
+//! the next job when it finishes one, keeping the GIL ([`Hold`]) from one
+//! job to the next instead of handing it to another thread for every
+//! request, and the threads sleep and wake much less. A thread counts as
+//! running unless it waits where the pool is told of it ([`blocking`]: the
+//! socket) or its job has run for [`STALL`] already: such a job is taken
+//! for one blocked where the pool cannot see it (`time.sleep`, a database
+//! call that releases the GIL), or for a long one, and queued jobs do not
+//! wait for it. A job is queued for a thread that is running; when none is,
+//! an idle thread is woken for it at once. The loop looks for jobs that
+//! became slow ([`Pool::check`]) when [`Pool::check`] says. Idle threads are
+//! woken last in, first out: the thread woken is the one whose stack and
+//! caches are warmest.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -25,8 +25,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long the head of the queue may wait, with no job taken by any
-/// thread meanwhile, before another thread is woken for it.
+/// How long a job runs before the jobs queued behind its thread go to
+/// another thread.
 pub const STALL: Duration = Duration::from_millis(1);
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -54,23 +54,46 @@ impl Hold for NoHold {
     }
 }
 
-struct Queued {
-    job: Job,
-    since: Instant,
+/// One thread, as the pool sees it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Worker {
+    /// Told to look for a job.
+    woken: bool,
+    /// When its current job started, while it runs one.
+    started: Option<Instant>,
+    /// Not counted as running: its job waits in [`blocking`], or has run
+    /// for [`STALL`].
+    aside: bool,
 }
 
 struct State {
-    jobs: VecDeque<Queued>,
+    jobs: VecDeque<Job>,
     /// Idle threads by index, the most recently idle last.
     idle: Vec<usize>,
-    /// Per thread: told to look for a job.
-    woken: Vec<bool>,
-    /// Threads running a job (or woken to take one) and not in a wait the
-    /// pool was told of.
+    workers: Vec<Worker>,
+    /// Threads running a job (or woken to take one) and not set aside.
     running: usize,
-    /// When a thread last took a job, or another thread was woken for a
-    /// stalled queue.
-    progress: Instant,
+}
+
+impl State {
+    /// Sets thread `i` aside (it stops counting as running); false if it was.
+    fn set_aside(&mut self, i: usize) -> bool {
+        let worker = &mut self.workers[i];
+        if worker.aside {
+            return false;
+        }
+        worker.aside = true;
+        self.running -= 1;
+        true
+    }
+
+    /// Counts thread `i` as running again.
+    fn take_back(&mut self, i: usize) {
+        let worker = &mut self.workers[i];
+        if std::mem::take(&mut worker.aside) {
+            self.running += 1;
+        }
+    }
 }
 
 struct Inner {
@@ -87,40 +110,48 @@ impl Inner {
     /// Wakes the most recently idle thread, if any is idle.
     fn wake_one(&self, state: &mut State) {
         if let Some(i) = state.idle.pop() {
-            state.woken[i] = true;
+            state.workers[i].woken = true;
             state.running += 1;
             self.wake[i].notify_one();
+        }
+    }
+
+    /// Wakes a thread if jobs wait and none is running.
+    fn wake_if_needed(&self, state: &mut State) {
+        if state.running == 0 && !state.jobs.is_empty() {
+            self.wake_one(state);
         }
     }
 }
 
 thread_local! {
-    /// The pool of the current worker thread.
-    static CURRENT: RefCell<Option<Arc<Inner>>> = const { RefCell::new(None) };
+    /// The pool of the current worker thread, and the thread's index in it.
+    static CURRENT: RefCell<Option<(Arc<Inner>, usize)>> = const { RefCell::new(None) };
 }
 
 /// Runs `wait`, a wait for the socket or a lock, telling the current
 /// thread's pool (if it is a pool thread) that this thread is not running
 /// meanwhile, so that queued jobs go to another thread.
 pub fn blocking<T>(wait: impl FnOnce() -> T) -> T {
-    let pool = CURRENT.with(|c| c.borrow().clone());
-    let Some(pool) = pool else { return wait() };
-    {
+    let current = CURRENT.with(|c| c.borrow().clone());
+    let Some((pool, i)) = current else { return wait() };
+    let set_aside = {
         let mut state = pool.lock();
-        state.running -= 1;
-        if state.running == 0 && !state.jobs.is_empty() {
-            pool.wake_one(&mut state);
-        }
-    }
+        let set_aside = state.set_aside(i);
+        pool.wake_if_needed(&mut state);
+        set_aside
+    };
     let result = wait();
-    pool.lock().running += 1;
+    if set_aside {
+        pool.lock().take_back(i);
+    }
     result
 }
 
 /// Whether jobs wait in the current worker thread's pool: its thread will
 /// take the next one when it finishes its own (false off a pool thread).
 pub fn more_queued() -> bool {
-    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|pool| !pool.lock().jobs.is_empty()))
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|(pool, _)| !pool.lock().jobs.is_empty()))
 }
 
 /// A fixed pool of worker threads.
@@ -146,9 +177,8 @@ impl Pool {
                 jobs: VecDeque::new(),
                 // Thread 0 on top: the first woken.
                 idle: (0..threads).rev().collect(),
-                woken: vec![false; threads],
+                workers: vec![Worker::default(); threads],
                 running: 0,
-                progress: Instant::now(),
             }),
             wake: (0..threads).map(|_| Condvar::new()).collect(),
         });
@@ -156,37 +186,49 @@ impl Pool {
             let inner = Arc::clone(&inner);
             let hold = Arc::clone(&hold);
             thread::Builder::new().name(format!("wsgi-{i}")).spawn(move || {
-                CURRENT.with(|c| *c.borrow_mut() = Some(Arc::clone(&inner)));
+                CURRENT.with(|c| *c.borrow_mut() = Some((Arc::clone(&inner), i)));
                 hold.hold(&mut || work(&inner, &*hold, i));
             })?;
         }
         Ok(Pool { inner, threads })
     }
 
-    /// Queues `job`, which was ready at `now`; wakes a thread unless one is
-    /// running (it takes the job when it finishes its own).
+    /// Queues `job` at `now`; wakes a thread unless one is running (it
+    /// takes the job when it finishes its own).
     pub fn submit(&self, now: Instant, job: impl FnOnce() + Send + 'static) {
         let mut state = self.inner.lock();
-        state.jobs.push_back(Queued { job: Box::new(job), since: now });
-        if state.running == 0 {
-            self.inner.wake_one(&mut state);
-        }
+        state.jobs.push_back(Box::new(job));
+        set_aside_slow(&mut state, now);
+        self.inner.wake_if_needed(&mut state);
     }
 
-    /// Wakes another thread if the queue has stalled by `now`; returns when
-    /// to check again, as long as jobs wait.
+    /// Sets aside the threads whose job has run for [`STALL`] by `now`, and
+    /// wakes a thread for the queued jobs if none is running then; returns
+    /// when to check again, as long as jobs wait.
     pub fn check(&self, now: Instant) -> Option<Instant> {
         let mut state = self.inner.lock();
-        let head = state.jobs.front()?.since;
-        let since = head.max(state.progress);
-        if now.saturating_duration_since(since) < STALL {
-            return Some(since + STALL);
+        if state.jobs.is_empty() {
+            return None;
         }
-        // With every thread busy, the next to finish takes the head.
-        self.inner.wake_one(&mut state);
-        state.progress = now;
-        Some(now + STALL)
+        let next = set_aside_slow(&mut state, now);
+        self.inner.wake_if_needed(&mut state);
+        Some(next)
     }
+}
+
+/// Sets aside the running threads whose job has run for [`STALL`] by `now`;
+/// returns when the next of the others would have.
+fn set_aside_slow(state: &mut State, now: Instant) -> Instant {
+    let mut next = now + STALL;
+    for i in 0..state.workers.len() {
+        let Worker { started: Some(started), aside: false, .. } = state.workers[i] else { continue };
+        if now.saturating_duration_since(started) >= STALL {
+            state.set_aside(i);
+        } else {
+            next = next.min(started + STALL);
+        }
+    }
+    next
 }
 
 /// A worker thread's life: sleep (without `hold`) until woken, then take
@@ -195,20 +237,22 @@ fn work(inner: &Inner, hold: &dyn Hold, i: usize) {
     loop {
         hold.release(&mut || {
             let mut state = inner.lock();
-            while !state.woken[i] {
+            while !state.workers[i].woken {
                 state = inner.wake[i].wait(state).unwrap_or_else(|p| p.into_inner());
             }
-            state.woken[i] = false;
+            state.workers[i].woken = false;
         });
         loop {
             let job = {
                 let mut state = inner.lock();
+                state.take_back(i);
                 match state.jobs.pop_front() {
-                    Some(queued) => {
-                        state.progress = Instant::now();
-                        Some(queued.job)
+                    Some(job) => {
+                        state.workers[i].started = Some(Instant::now());
+                        Some(job)
                     }
                     None => {
+                        state.workers[i].started = None;
                         state.running -= 1;
                         state.idle.push(i);
                         None
@@ -276,6 +320,24 @@ mod tests {
         let mut got: Vec<i32> = (0..5).map(|_| finished.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
         got.sort_unstable();
         assert_eq!(got, (0..5).collect::<Vec<_>>());
+        release.send(()).unwrap();
+    }
+
+    #[test]
+    fn jobs_queued_behind_a_slow_job_go_to_another_thread_at_once() {
+        let pool = pool(2);
+        let (start, started) = mpsc::channel::<()>();
+        let (release, blocked) = mpsc::channel::<()>();
+        pool.submit(Instant::now(), move || {
+            start.send(()).unwrap();
+            let _ = blocked.recv();
+        });
+        started.recv().unwrap();
+        thread::sleep(STALL * 3);
+        let (done, finished) = mpsc::channel();
+        pool.submit(Instant::now(), move || done.send(()).unwrap());
+        // No check by the loop: the submission saw the first job past STALL.
+        finished.recv_timeout(Duration::from_secs(10)).unwrap();
         release.send(()).unwrap();
     }
 
