@@ -105,7 +105,7 @@ pub struct Engine {
     waker: Arc<Waker>,
     /// The connections' deadlines, by descriptor.
     deadlines: Timers<RawFd>,
-    /// When the pool's queue is to be checked for a stall ([`Pool::check`]).
+    /// When to look for jobs that have run past the pool's `STALL` ([`Pool::check`]).
     pool_check: Option<Instant>,
     /// Where the loop reads a connection's bytes before they are appended to
     /// its buffer: one large buffer kept for every read, and each
@@ -227,8 +227,9 @@ impl Engine {
         crate::timers::earliest(self.deadlines.next_deadline(), self.pool_check)
     }
 
-    /// Wakes another worker if the running one has made no progress on the
-    /// queue (it blocks where the pool cannot see it), when that is due.
+    /// Hands the queued requests to another worker if the running one's
+    /// request has run past the pool's `STALL` (it blocks where the pool
+    /// cannot see it, or is long), when that is due.
     pub fn check_pool(&mut self, now: Instant) {
         if self.pool_check.is_some_and(|at| at <= now) {
             self.pool_check = self.pool.check(now);
