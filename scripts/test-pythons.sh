@@ -40,10 +40,11 @@ find_python() {
 }
 
 # Inside the interpreter under test, only what the test suites import:
-# pytest, and Flask for the HTTP tests (test/python/wsgi_apps.py).
+# pytest, Flask and Starlette for the HTTP tests (test/python/wsgi_apps.py,
+# test/python/asgi_apps.py).
 pytest_requirements=$(mktemp)
 trap 'rm -f "$pytest_requirements"' EXIT
-grep -E '^(pytest|flask)==' requirements-dev.txt > "$pytest_requirements"
+grep -E '^(pytest|flask|starlette)==' requirements-dev.txt > "$pytest_requirements"
 
 for want in "$@"; do
     python=$(find_python "$want") || die "no CPython $want found (on PATH as python$want, or in pyenv)"

@@ -25,6 +25,8 @@ pub struct SetupOptions {
     pub http: crate::http::Limits,
     /// Close a connection after this long without a readiness event.
     pub idle_timeout: Option<std::time::Duration>,
+    /// `auto`, `on` or `off`: the ASGI `lifespan` scope (`docs/http.md`).
+    pub lifespan: Option<String>,
 }
 
 /// Options of `listen` and `listen_control`: the port's share of the
@@ -320,11 +322,25 @@ impl SetupOptions {
                         _ => limits.threads = size.min(1024),
                     }
                 }
+                "lifespan" => {
+                    let mode = text("lifespan")?;
+                    if !["auto", "on", "off"].contains(&mode.as_str()) {
+                        return Err("lifespan must be auto, on or off".into());
+                    }
+                    options.lifespan = Some(mode);
+                }
                 "access_log" => {
                     options.http.access_log = match as_atom(value) {
                         Some("true") => true,
                         Some("false") => false,
                         _ => return Err("access_log must be a boolean".into()),
+                    }
+                }
+                "multiprocess" => {
+                    options.http.multiprocess = match as_atom(value) {
+                        Some("true") => true,
+                        Some("false") => false,
+                        _ => return Err("multiprocess must be a boolean".into()),
                     }
                 }
                 // Options the VM uses itself may pass through; unknown ones are an error.
@@ -463,6 +479,8 @@ pub enum RequestFailure {
     /// The request's frame could not be decoded: too deep, too many terms,
     /// a tag the port does not take.
     BadTerm(String),
+    /// The ASGI application failed its `lifespan.startup`, with its message.
+    LifespanStartupFailed(String),
 }
 
 impl RequestFailure {
@@ -474,6 +492,9 @@ impl RequestFailure {
             RequestFailure::BadRequest(t) => tuple(vec![atom("bad_request"), binary(t.as_bytes())]),
             RequestFailure::Unconvertible(t) => tuple(vec![atom("unconvertible"), binary(t.as_bytes())]),
             RequestFailure::BadTerm(t) => tuple(vec![atom("bad_term"), binary(t.as_bytes())]),
+            RequestFailure::LifespanStartupFailed(t) => {
+                tuple(vec![atom("lifespan_startup_failed"), binary(t.as_bytes())])
+            }
         };
         tuple(vec![atom("error"), reason])
     }
@@ -690,6 +711,14 @@ mod tests {
         assert_eq!(idle(atom("infinity")), Ok(None));
         assert!(idle(integer(0)).is_err());
         assert!(idle(atom("never")).is_err());
+        let multiprocess = |v: Term| match req(tuple(vec![atom("setup"), r.clone(), atom_map(vec![("multiprocess", v)])])) {
+            Ok(Request::Setup { options, .. }) => Ok(options.http.multiprocess),
+            Ok(other) => panic!("not a setup: {other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(multiprocess(atom("true")), Ok(true));
+        assert_eq!(multiprocess(atom("false")), Ok(false));
+        assert!(multiprocess(integer(1)).is_err());
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::terms;
 use crate::vm_request::{Frame, InputChannel};
 use crate::timers::{self, TimerId, Timers};
 
+mod asgi;
 mod web;
 
 const KEY_INPUT: usize = 0;
@@ -85,10 +86,12 @@ struct Connection {
     idle_timer: Option<TimerId>,
 }
 
-/// What serves a connection: the user's protocol, or the HTTP engine.
+/// What serves a connection: the user's protocol, the HTTP engine (WSGI),
+/// or an ASGI application.
 enum Handler {
     Protocol(Py<PyAny>),
     Http(HttpConn),
+    Asgi(asgi::AsgiConn),
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +118,8 @@ pub struct Reactor {
     parked_calls: Vec<ParkedCall>,
     /// Set up with a WSGI application: every connection speaks HTTP.
     http: Option<Engine>,
+    /// Set up with an ASGI application: every connection speaks HTTP.
+    asgi: Option<asgi::AsgiServer>,
     max_connections: u64,
     counters: Counters,
     ready: Vec<Ready>,
@@ -184,6 +189,7 @@ impl Reactor {
             aio: None,
             parked_calls: Vec::new(),
             http: None,
+            asgi: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             counters: Counters::default(),
             ready: Vec::with_capacity(256),
@@ -244,6 +250,7 @@ impl Reactor {
     pub fn next_deadline(&mut self) -> Option<Instant> {
         let deadline = timers::earliest(self.pairing.next_deadline(), self.idle.next_deadline());
         let deadline = timers::earliest(deadline, self.http.as_mut().and_then(Engine::next_deadline));
+        let deadline = timers::earliest(deadline, self.asgi_next_deadline());
         timers::earliest(deadline, py_timers::next_deadline())
     }
 
@@ -271,6 +278,9 @@ impl Reactor {
         let served = ready.len();
         self.ready = ready;
         self.step_asyncio(py);
+        if self.asgi.is_some() {
+            self.asgi_service(py);
+        }
         self.arm_requested_writes();
         if !self.parked_calls.is_empty() {
             self.run_parked_calls(py);
@@ -294,6 +304,7 @@ impl Reactor {
     /// Closes every connection (each gets `connection_lost`), records the end
     /// and flushes Python's streams.
     pub fn finish(&mut self, py: Python<'_>) {
+        self.asgi_stop(py);
         self.stop_asyncio(py);
         self.close_all(py);
         py_timers::cancel_all();
@@ -526,7 +537,18 @@ impl Reactor {
                     let set_up = installed
                         .and_then(|()| python::setup(py, &options))
                         .and_then(|app| Ok((app, Bridge::load(py)?)))
-                        .and_then(|(app, bridge)| Ok((self.http_engine(py, app, options.http)?, bridge)));
+                        .map_err(RequestFailure::Python)
+                        .and_then(|(app, bridge)| {
+                            let wsgi = match app {
+                                Some(python::WebApp::Asgi(app)) => {
+                                    self.asgi_setup(py, app, &options)?;
+                                    None
+                                }
+                                Some(python::WebApp::Wsgi(app)) => Some(app),
+                                None => None,
+                            };
+                            Ok((self.http_engine(py, wsgi, options.http).map_err(RequestFailure::Python)?, bridge))
+                        });
                     match set_up {
                         Ok((http, bridge)) => {
                             self.bridge = Some(bridge);
@@ -535,7 +557,7 @@ impl Reactor {
                             self.idle_timeout = options.idle_timeout;
                             Notice::ok(reference)
                         }
-                        Err(e) => Notice::failed(reference, &RequestFailure::Python(e)),
+                        Err(e) => Notice::failed(reference, &e),
                     }
                 };
                 self.notify(notice);
@@ -613,6 +635,7 @@ impl Reactor {
                 self.log(LogLevel::Warning, format!("the VM's reply to request {id} came after it gave up waiting"));
             }
             Request::Stop { reference } => {
+                self.asgi_stop(py);
                 self.stop_asyncio(py);
                 self.close_all(py);
                 self.notify(Notice::ok(reference));
@@ -829,6 +852,9 @@ impl Reactor {
         self.counters.total_connections += 1;
         self.active += 1;
         let now = Instant::now();
+        if self.asgi.is_some() {
+            return self.asgi_open(py, conn_id, fd, &client_info, initial_data, now);
+        }
         if let Some(engine) = &mut self.http {
             let http = engine.open(raw, web::peer(&fd, &client_info), now);
             self.insert(conn_id, fd, Handler::Http(http), now);
@@ -880,8 +906,10 @@ impl Reactor {
 
     fn on_readable(&mut self, py: Python<'_>, fd: RawFd) {
         let Some(conn) = self.connection(fd) else { return };
-        if matches!(conn.handler, Handler::Http(_)) {
-            return self.http_readable(fd);
+        match conn.handler {
+            Handler::Http(_) => return self.http_readable(fd),
+            Handler::Asgi(_) => return self.asgi_readable(py, fd),
+            Handler::Protocol(_) => {}
         }
         // The kernel reads straight into the `bytes` object that Python will
         // get: the data is never copied on its way to `data_received`.
@@ -934,6 +962,9 @@ impl Reactor {
     }
 
     fn on_writable(&mut self, py: Python<'_>, fd: RawFd) {
+        if let Some(Connection { handler: Handler::Asgi(_), .. }) = self.connection(fd) {
+            return self.asgi_writable(py, fd);
+        }
         let Some(Connection { handler: Handler::Protocol(protocol), .. }) = self.connection(fd) else { return };
         let result = match &self.bridge {
             Some(bridge) => bridge.write_ready(py, fd, protocol),
@@ -1097,6 +1128,9 @@ impl Reactor {
         if let (Handler::Http(http), Some(engine)) = (&mut conn.handler, &mut self.http) {
             engine.forget(http);
         }
+        if let Handler::Asgi(handle) = &mut conn.handler {
+            self.asgi_forget(py, handle);
+        }
         drop(conn.handler);
         if let Some(timer) = conn.idle_timer {
             self.idle.cancel(timer);
@@ -1111,7 +1145,7 @@ impl Reactor {
         // Its timers never run: cancelled before connection_lost, and again
         // once the connection is gone, for any set meanwhile from a thread.
         py_timers::cancel_connection(conn_id);
-        if let Some(bridge) = self.bridge.as_ref().filter(|_| self.http.is_none()) {
+        if let Some(bridge) = self.bridge.as_ref().filter(|_| self.http.is_none() && self.asgi.is_none()) {
             if let Err(e) = bridge.close_connection(py, raw) {
                 self.counters.python_errors += 1;
                 self.log(LogLevel::Error, e.traceback.trim_end().to_string());

@@ -37,7 +37,8 @@
 %% <dt>`context_opts' (map, default `#{}')</dt>
 %% <dd>The options of {@link py_reactor_context:start_link/3} for every
 %%     context (`setup_code', `app_module', `python_path',
-%%     `max_connections', ...), except `name' and `default'.</dd>
+%%     `max_connections', ...), except `name' and `default'. With more
+%%     than one context, `multiprocess' is `true' (`wsgi.multiprocess').</dd>
 %% <dt>`max_connections' (`pos_integer() | infinity', default 1024)</dt>
 %% <dd>Open connections of the whole listener. At the limit the listener
 %%     stops accepting: new clients wait in the backlog and are served, in

@@ -35,11 +35,21 @@
 %%     protocol factory.</dd>
 %% <dt>`app_interface' (`auto | wsgi | asgi | protocol', default `auto')</dt>
 %% <dd>What `app_callable' is: `protocol', a protocol factory; `wsgi', a
-%%     WSGI application, served over HTTP/1.1 on every connection handed
-%%     to the context (`docs/http.md'); `asgi' is refused for now. `auto'
-%%     picks `protocol' for a `reactor.Protocol' subclass or a callable
-%%     taking no arguments, `asgi' for a coroutine function, `wsgi'
+%%     WSGI application, or `asgi', an ASGI 3.0 application, served over
+%%     HTTP/1.1 on every connection handed to the context
+%%     (`docs/http.md'). `auto' picks `protocol' for a `reactor.Protocol'
+%%     subclass or a callable taking no arguments, `asgi' for a coroutine
+%%     function (or an object whose `__call__' is one), `wsgi'
 %%     otherwise.</dd>
+%% <dt>`lifespan' (`auto | on | off', default `auto')</dt>
+%% <dd>The ASGI `lifespan' scope of an `asgi' application: its startup
+%%     runs before start_link returns, its shutdown when the context stops
+%%     (before the port exits), and the `state' it fills is copied into
+%%     each request's scope. A `lifespan.startup.failed' event, or with
+%%     `on' an exception, makes start_link return
+%%     `{error, {lifespan_startup_failed, Message}}' (`Message' a binary);
+%%     with `auto' an application that raises on the scope before sending
+%%     anything is served without lifespan; `off' never sends it.</dd>
 %% <dt>`max_request_line', `max_header_block', `max_header_count',
 %%     `max_body_size' (`pos_integer()', bytes or a count)</dt>
 %% <dd>HTTP limits of a WSGI context (defaults 8192, 65536, 100 and
@@ -49,9 +59,15 @@
 %% <dd>How long an idle keep-alive connection is kept, and how long a
 %%     request head may take from its first byte (then 408).</dd>
 %% <dt>`threads' (`pos_integer()', default 8)</dt>
-%% <dd>Threads that run the WSGI application's calls.</dd>
+%% <dd>Threads that run the WSGI application's calls. Not used by ASGI,
+%%     whose requests run as tasks on the context's asyncio loop.</dd>
 %% <dt>`access_log' (`boolean()', default `false')</dt>
 %% <dd>One `info' log line per HTTP request.</dd>
+%% <dt>`multiprocess' (`boolean()', default `false')</dt>
+%% <dd>`wsgi.multiprocess' in a WSGI application's `environ': whether
+%%     other processes (other contexts) serve the same application at the
+%%     same time. A listener ({@link py_reactor}) with more than one context
+%%     sets it to `true' for its contexts.</dd>
 %% <dt>`idle_timeout' (`timeout()', milliseconds, default `infinity')</dt>
 %% <dd>A connection with no readiness event (nothing to read, no write
 %%     completed) for that long is closed by the port: `connection_lost()'
@@ -130,6 +146,16 @@
 -module(py_reactor_context).
 -behaviour(gen_server).
 
+%% This module is the API and the process: it keeps the context's state
+%% (connections, pending requests, counts) and dispatches what the port
+%% sends. The other roles have modules of their own: option and argument
+%% checks (py_reactor_opts), the port program's start and end
+%% (py_reactor_port_program) and exit reasons (py_reactor_port_exit),
+%% frames (py_reactor_frame), descriptor passing (py_reactor_aux_socket),
+%% the VM's sockets and client info (py_reactor_socket), term bounds
+%% (py_reactor_term), statistics (py_reactor_stats), log lines
+%% (py_reactor_log), Python's requests to the VM (py_reactor_vm).
+
 %% API.
 -export([start_link/2, start_link/3, child_spec/1]).
 -export([handoff/2, handoff/3, handoff_socket/3]).
@@ -150,13 +176,8 @@
 -include_lib("kernel/include/logger.hrl").
 
 -define(DEFAULT_NAME, py_reactor_context_default).
--define(PROTOCOL_VERSION, 1).
 -define(DEFAULT_CALL_TIMEOUT, 30000).
 -define(DEFAULT_STATS_TIMEOUT, 5000).
--define(AUX_SEND_TIMEOUT, 5000).
-%% How long to wait for exit_status after SIGKILL, or for the OS process to
-%% disappear after the port was closed.
--define(KILL_WAIT, 2000).
 
 -type mode() :: worker | subinterp | owngil.
 
@@ -165,6 +186,7 @@
                   app_module => atom() | unicode:chardata(),
                   app_callable => atom() | unicode:chardata(),
                   app_interface => auto | wsgi | asgi | protocol,
+                  lifespan => auto | on | off,
                   max_request_line => pos_integer(),
                   max_header_block => pos_integer(),
                   max_header_count => pos_integer(),
@@ -173,6 +195,7 @@
                   header_timeout => pos_integer(),
                   threads => pos_integer(),
                   access_log => boolean(),
+                  multiprocess => boolean(),
                   python_path => [file:filename_all()],
                   idle_timeout => timeout(),
                   name => atom(),
@@ -226,7 +249,7 @@
     sock :: socket:socket() | undefined,
     max_connections :: pos_integer(),
     stop_timeout :: timeout(),
-    max_frame = 16#1000000 :: pos_integer(),
+    max_frame :: pos_integer(),
     set_up = false :: boolean(),
     next_conn_id = 1 :: pos_integer(),
     next_ref = 1 :: pos_integer(),
@@ -267,21 +290,9 @@ start_link(Id, Mode) ->
 %% context in its logs and in {@link stats/1}.
 -spec start_link(term(), mode(), opts()) -> {ok, pid()} | {error, term()}.
 start_link(Id, Mode, Opts) ->
-    case is_mode(Mode) of
-        false ->
-            {error, {bad_mode, Mode}};
-        true when not is_map(Opts) ->
-            {error, {bad_argument, {opts, Opts}}};
-        true ->
-            case check_opts(Opts) of
-                {ok, Opts1} ->
-                    case py_reactor_opts:check_setup(Opts1) of
-                        ok -> proc_lib:start_link(?MODULE, init, [self(), Id, Mode, Opts1]);
-                        {error, Reason} -> {error, Reason}
-                    end;
-                {error, Reason} ->
-                    {error, Reason}
-            end
+    case py_reactor_opts:check_context(Mode, Opts) of
+        {ok, Opts1} -> proc_lib:start_link(?MODULE, init, [self(), Id, Mode, Opts1]);
+        {error, Reason} -> {error, Reason}
     end.
 
 %% @doc A child spec for a context, to put it in your own supervisor.
@@ -365,7 +376,7 @@ handoff(Ctx, Fd, ClientInfo) ->
 handoff(Ctx, Fd, ClientInfo, InitialData) ->
     case py_reactor_opts:check_args([{ctx, Ctx}, {fd, Fd}, {client_info, ClientInfo}]) of
         ok ->
-            case normalise_client_info(ClientInfo) of
+            case py_reactor_socket:client_info(ClientInfo) of
                 {ok, ClientInfo1} ->
                     %% The frame as do_handoff/4 builds it, with leaves in place of
                     %% the pid and the id: what the port will decode.
@@ -430,11 +441,11 @@ handoff_socket1(Ctx, Socket, ClientInfo) ->
     end.
 
 handoff_socket2(Ctx, Socket, ClientInfo, Data) ->
-    case socket_fd_and_peer(Socket) of
+    case py_reactor_socket:fd_and_peer(Socket) of
         {ok, Fd, PeerInfo} ->
             case handoff(Ctx, Fd, maps:merge(PeerInfo, ClientInfo), Data) of
                 ok ->
-                    ok = close_socket(Socket);
+                    ok = py_reactor_socket:close(Socket);
                 {error, Reason} ->
                     {error, Reason}
             end;
@@ -572,7 +583,7 @@ call_with_fds(Ctx, Module, Function, Args, Timeout) ->
         {ok, Args1, Fds} ->
             case safe_call(Ctx, {send_fds, [Fd || {_, Fd, _} <- Fds]}, infinity) of
                 {ok, Ids} ->
-                    _ = [close_socket(S) || {_, _, S} <- Fds, S =/= none],
+                    _ = [py_reactor_socket:close(S) || {_, _, S} <- Fds, S =/= none],
                     FdArgs = [{Index, Id} || {{Index, _, _}, Id} <- lists:zip(Fds, Ids)],
                     checked_request(Ctx, call, Names, [Args1, FdArgs], Timeout);
                 {error, Reason} ->
@@ -590,9 +601,9 @@ call_fds([], _Index, Args, Fds) ->
 call_fds([{fd, Fd} | Rest], Index, Args, Fds) when is_integer(Fd), Fd >= 0 ->
     call_fds(Rest, Index + 1, [undefined | Args], [{Index, Fd, none} | Fds]);
 call_fds([Arg | Rest], Index, Args, Fds) ->
-    case is_socket(Arg) of
+    case py_reactor_socket:is_socket(Arg) of
         true ->
-            case socket_fd_and_peer(Arg) of
+            case py_reactor_socket:fd_and_peer(Arg) of
                 {ok, Fd, _Peer} ->
                     call_fds(Rest, Index + 1, [undefined | Args], [{Index, Fd, Arg} | Fds]);
                 {error, Reason} ->
@@ -601,13 +612,6 @@ call_fds([Arg | Rest], Index, Args, Fds) ->
         false ->
             call_fds(Rest, Index + 1, [Arg | Args], Fds)
     end.
-
-is_socket({'$socket', Ref}) when is_reference(Ref) ->
-    true;
-is_socket(Port) when is_port(Port) ->
-    erlang:port_info(Port, name) =:= {name, "tcp_inet"};
-is_socket(_) ->
-    false.
 
 %% @doc Gives the port a duplicate of the listening socket `Fd' to accept
 %% on itself (a listener's `accept => port'; see `docs/protocol.md',
@@ -695,16 +699,10 @@ handle_cast(Msg, State) ->
 handle_info({Port, {data, Frame}}, State = #state{port = Port}) ->
     {noreply, handle_frame(Frame, State)};
 handle_info({Port, {exit_status, Status}}, State = #state{port = Port}) ->
-    {stop, exit_reason(Status), State#state{port = undefined}};
+    {stop, py_reactor_port_exit:reason(Status), State#state{port = undefined}};
 handle_info({'EXIT', Port, Reason}, State = #state{port = Port}) ->
-    %% The port closed without its exit status (a write to a dead program,
-    %% say); the status usually follows at once and says more.
-    receive
-        {Port, {exit_status, Status}} ->
-            {stop, exit_reason(Status), State#state{port = undefined}}
-    after ?KILL_WAIT ->
-        {stop, {port_closed, Reason}, State#state{port = undefined}}
-    end;
+    %% The port closed without its exit status.
+    {stop, py_reactor_port_program:closed_reason(Port, Reason), State#state{port = undefined}};
 handle_info({py_reactor_vm_reply, Id, Result}, State) ->
     ok = send_vm_reply(Id, Result, State),
     {noreply, State};
@@ -722,14 +720,9 @@ handle_info(Info, State) ->
 -spec terminate(term(), state()) -> ok.
 terminate(Reason, State) ->
     State1 = shutdown_port(State),
-    ok = close_aux(State1),
+    ok = py_reactor_aux_socket:close(State1#state.sock),
     ok = count_listener(lost, State1),
-    ReplyReason = case Reason of
-        {port_exited, _} -> Reason;
-        {port_killed, _} -> Reason;
-        {port_closed, _} -> Reason;
-        _ -> stopped
-    end,
+    ReplyReason = py_reactor_port_exit:caller_reason(Reason),
     _ = [gen_server:reply(From, {error, ReplyReason})
          || {_Kind, From} <- maps:values(State1#state.requests)],
     ok.
@@ -740,115 +733,6 @@ code_change(_OldVsn, State, _Extra) ->
     {ok, State}.
 
 %% Internal: starting.
-
-is_mode(worker) -> true;
-is_mode(subinterp) -> true;
-is_mode(owngil) -> true;
-is_mode(_) -> false.
-
-check_opts(Opts) ->
-    Defaults = #{max_connections => 100,
-                 python_path => [],
-                 default => false,
-                 start_timeout => 30000,
-                 stop_timeout => 5000,
-                 env => [],
-                 record_bytes => false},
-    case check_opts(maps:to_list(Opts), Defaults) of
-        {ok, #{record_bytes := true} = Opts1} when not is_map_key(record, Opts1) ->
-            {error, {bad_option, {record_bytes, true}}};
-        Result ->
-            Result
-    end.
-
-check_opts([], Acc) ->
-    {ok, Acc};
-check_opts([{Key, Value} | Rest], Acc) ->
-    case check_opt(Key, Value) of
-        {ok, Value1} -> check_opts(Rest, Acc#{Key => Value1});
-        error -> {error, {bad_option, {Key, Value}}};
-        unknown -> {error, {unknown_option, Key}}
-    end.
-
-check_opt(max_connections, N) when is_integer(N), N > 0 -> {ok, N};
-check_opt(setup_code, Code) -> chardata_opt(Code);
-check_opt(app_module, Name) when is_atom(Name) -> {ok, atom_to_binary(Name)};
-check_opt(app_module, Name) -> chardata_opt(Name);
-check_opt(app_callable, Name) when is_atom(Name) -> {ok, atom_to_binary(Name)};
-check_opt(app_callable, Name) -> chardata_opt(Name);
-check_opt(app_interface, I) when I =:= auto; I =:= wsgi; I =:= asgi; I =:= protocol ->
-    {ok, I};
-check_opt(access_log, Bool) when is_boolean(Bool) -> {ok, Bool};
-check_opt(Key, N) when (Key =:= max_request_line orelse Key =:= max_header_block orelse
-                        Key =:= max_header_count orelse Key =:= max_body_size orelse
-                        Key =:= keepalive_timeout orelse Key =:= header_timeout orelse
-                        Key =:= threads), is_integer(N), N > 0 ->
-    {ok, N};
-check_opt(python_path, Dirs) when is_list(Dirs) ->
-    try
-        {ok, [unicode:characters_to_binary(filename:absname(Dir)) || Dir <- Dirs]}
-    catch
-        error:_ -> error
-    end;
-check_opt(idle_timeout, T) when T =:= infinity; is_integer(T), T > 0, T < 1 bsl 64 -> {ok, T};
-check_opt(name, Name) when is_atom(Name), Name =/= undefined -> {ok, Name};
-check_opt(default, Bool) when is_boolean(Bool) -> {ok, Bool};
-check_opt(start_timeout, T) when T =:= infinity; is_integer(T), T >= 0 -> {ok, T};
-check_opt(stop_timeout, T) when T =:= infinity; is_integer(T), T >= 0 -> {ok, T};
-check_opt(port_executable, Path) when is_list(Path); is_binary(Path) ->
-    try {ok, filename:absname(Path)} catch error:_ -> error end;
-check_opt(record, Path) when is_list(Path); is_binary(Path) ->
-    try {ok, filename:absname(Path)} catch error:_ -> error end;
-check_opt(record_bytes, Bool) when is_boolean(Bool) -> {ok, Bool};
-check_opt(listener, Slot) when element(1, Slot) =:= py_reactor_slot -> {ok, Slot};
-check_opt(python, Path) when is_list(Path); is_binary(Path) -> python_opt(Path);
-check_opt(env, Env) when is_list(Env) ->
-    case lists:all(fun({K, V}) -> io_lib:printable_list(K)
-                                      andalso (V =:= false orelse io_lib:printable_list(V));
-                      (_) -> false
-                   end, Env) of
-        true -> {ok, Env};
-        false -> error
-    end;
-check_opt(Key, _Value) when Key =:= max_connections; Key =:= name;
-                            Key =:= default; Key =:= start_timeout;
-                            Key =:= stop_timeout; Key =:= python_path;
-                            Key =:= port_executable; Key =:= env;
-                            Key =:= record; Key =:= record_bytes;
-                            Key =:= app_interface; Key =:= access_log;
-                            Key =:= max_request_line; Key =:= max_header_block;
-                            Key =:= max_header_count; Key =:= max_body_size;
-                            Key =:= keepalive_timeout; Key =:= header_timeout;
-                            Key =:= threads; Key =:= idle_timeout;
-                            Key =:= python ->
-    error;
-check_opt(_Key, _Value) ->
-    unknown.
-
-chardata_opt(Data) ->
-    try unicode:characters_to_binary(Data) of
-        Bin when is_binary(Bin) -> {ok, Bin};
-        _Incomplete -> error
-    catch
-        error:badarg -> error
-    end.
-
-%% A path is made absolute but not resolved: a virtualenv's bin/python is a
-%% symbolic link, and its own location is what names the environment.
-python_opt(Path) ->
-    try filename:flatten(Path) of
-        Flat ->
-            case lists:member($/, unicode:characters_to_list(Flat)) of
-                true -> {ok, filename:absname(Flat)};
-                false ->
-                    case os:find_executable(unicode:characters_to_list(Flat)) of
-                        false -> error;
-                        Found -> {ok, Found}
-                    end
-            end
-    catch
-        error:_ -> error
-    end.
 
 register_names(Opts) ->
     Names = [Name || Name <- [maps:get(name, Opts, undefined)], Name =/= undefined]
@@ -866,16 +750,11 @@ register_names1([Name | Rest]) ->
     end.
 
 start_port(Id, Mode, Opts) ->
-    Exe = maps:get(port_executable, Opts, default_executable()),
-    Deadline = deadline(maps:get(start_timeout, Opts)),
-    PortOpts = [{packet, 4}, binary, exit_status, use_stdio, hide,
-                {args, ["serve", "--vm-pid", os:getpid()
-                        | record_args(Opts) ++ python_args(Opts)]},
-                {env, maps:get(env, Opts)}],
-    try open_port({spawn_executable, Exe}, PortOpts) of
-        Port ->
-            {os_pid, OsPid} = erlang:port_info(Port, os_pid),
+    Deadline = py_reactor_port_program:deadline(maps:get(start_timeout, Opts)),
+    case py_reactor_port_program:open(Opts) of
+        {ok, Port, OsPid} ->
             State = #state{id = Id, mode = Mode, port = Port, os_pid = OsPid,
+                           max_frame = py_reactor_frame:default_max(),
                            listener = maps:get(listener, Opts, undefined),
                            max_connections = maps:get(max_connections, Opts),
                            stop_timeout = maps:get(stop_timeout, Opts)},
@@ -890,302 +769,90 @@ start_port(Id, Mode, Opts) ->
                                  "finish its ~0p within start_timeout; killing it",
                                  [Id, OsPid, Stage]),
                     ok = kill_port(State1),
-                    ok = close_aux(State1),
+                    ok = py_reactor_aux_socket:close(State1#state.sock),
                     {error, Reason};
                 {error, Reason, State1} ->
                     _ = shutdown_port(State1),
-                    ok = close_aux(State1),
+                    ok = py_reactor_aux_socket:close(State1#state.sock),
                     {error, Reason}
-            end
-    catch
-        error:Reason ->
-            {error, {open_port, Reason, Exe}}
+            end;
+        {error, Reason} ->
+            {error, Reason}
     end.
 
-record_args(#{record := Path, record_bytes := true}) ->
-    ["--record", Path, "--record-bytes"];
-record_args(#{record := Path}) ->
-    ["--record", Path];
-record_args(#{}) ->
-    [].
-
-python_args(#{python := Path}) ->
-    ["--python", Path];
-python_args(#{}) ->
-    [].
-
-default_executable() ->
-    case code:priv_dir(py_reactor) of
-        {error, bad_name} ->
-            %% The application is not in the code path as an application
-            %% (ebin without an app directory): try the directory of this
-            %% module's beam.
-            filename:join([filename:dirname(filename:dirname(code:which(?MODULE))),
-                           "priv", "py_reactor_port"]);
-        Priv ->
-            filename:join(Priv, "py_reactor_port")
-    end.
-
-handshake(Opts, Deadline, State0) ->
-    case await_hello(Deadline, State0) of
+%% The port's hello, the auxiliary socket, then the Python setup; frames
+%% that come meanwhile are handled as they are once the context runs.
+handshake(Opts, Deadline, State0 = #state{port = Port}) ->
+    case py_reactor_port_program:await_hello(Port, Deadline, fun handle_frame/2, State0) of
         {ok, Hello, State1} ->
             MaxFrame = maps:get(max_frame, Hello, State1#state.max_frame),
             State2 = State1#state{max_frame = MaxFrame},
-            case connect_aux(maps:get(socket_path, Hello)) of
+            case py_reactor_aux_socket:connect(maps:get(socket_path, Hello)) of
                 {ok, Sock} ->
                     setup(Opts, Deadline, State2#state{sock = Sock});
                 {error, Reason} ->
                     {error, Reason, State2}
             end;
+        {exited, Reason, State1} ->
+            {error, Reason, State1#state{port = undefined}};
         {error, Reason, State1} ->
             {error, Reason, State1}
     end.
 
-await_hello(Deadline, State = #state{port = Port}) ->
-    receive
-        {Port, {data, Frame}} ->
-            case decode(Frame) of
-                {ok, {hello, Hello = #{protocol := ?PROTOCOL_VERSION, socket_path := _}}} ->
-                    {ok, Hello, State};
-                {ok, {hello, Hello}} ->
-                    {error, {bad_hello, Hello}, State};
-                {ok, {error, Reason}} ->
-                    %% The port could not start (the `python' option named
-                    %% an unusable interpreter) and said why instead of hello.
-                    {error, Reason, State};
-                {ok, {log, _, _} = Log} ->
-                    await_hello(Deadline, handle_term(Log, State));
-                {ok, Term} ->
-                    {error, {unexpected_frame, Term}, State};
-                error ->
-                    {error, {bad_frame, Frame}, State}
-            end;
-        {Port, {exit_status, Status}} ->
-            {error, exit_reason(Status), State#state{port = undefined}}
-    after timeout(Deadline) ->
-        {error, {timeout, hello}, State}
-    end.
-
-connect_aux(Path) ->
-    case socket:open(local, stream, default) of
-        {ok, Sock} ->
-            case socket:connect(Sock, #{family => local, path => Path}) of
-                ok ->
-                    {ok, Sock};
-                {error, Reason} ->
-                    _ = socket:close(Sock),
-                    {error, {aux_connect, Reason}}
-            end;
-        {error, Reason} ->
-            {error, {aux_connect, Reason}}
-    end.
-
-setup(Opts, Deadline, State = #state{id = Id, next_ref = Ref}) ->
-    SetupOpts0 = maps:with([setup_code, app_module, app_callable, python_path,
-                            max_connections, app_interface, max_request_line,
-                            max_header_block, max_header_count, max_body_size,
-                            keepalive_timeout, header_timeout, threads, access_log,
-                            idle_timeout], Opts),
-    ContextId = case convertible(Id) of
-        true -> Id;
-        false -> iolist_to_binary(io_lib:format("~0p", [Id]))
-    end,
-    SetupOpts = SetupOpts0#{context_id => ContextId},
-    case send_frame({setup, Ref, SetupOpts}, State) of
+setup(Opts, Deadline, State = #state{id = Id, port = Port, next_ref = Ref}) ->
+    case send_frame(py_reactor_port_program:setup_request(Ref, Id, Opts), State) of
         ok ->
-            await_setup(Ref, Deadline, State#state{next_ref = Ref + 1});
+            State1 = State#state{next_ref = Ref + 1},
+            case py_reactor_port_program:await_reply(Port, Ref, Deadline, fun handle_frame/2,
+                                                     State1) of
+                {reply, ok, State2} ->
+                    {ok, State2#state{set_up = true}};
+                {reply, {error, Reason}, State2} ->
+                    {error, Reason, State2};
+                {reply, Other, State2} ->
+                    {error, {bad_reply, Other}, State2};
+                {timeout, State2} ->
+                    {error, {timeout, setup}, State2};
+                {exited, Reason, State2} ->
+                    {error, Reason, State2#state{port = undefined}}
+            end;
         {error, Reason} ->
             {error, Reason, State}
-    end.
-
-await_setup(Ref, Deadline, State = #state{port = Port}) ->
-    receive
-        {Port, {data, Frame}} ->
-            case decode(Frame) of
-                {ok, {reply, Ref, ok}} ->
-                    {ok, State#state{set_up = true}};
-                {ok, {reply, Ref, {error, Reason}}} ->
-                    {error, Reason, State};
-                {ok, {reply, Ref, Other}} ->
-                    {error, {bad_reply, Other}, State};
-                {ok, Term} ->
-                    await_setup(Ref, Deadline, handle_term(Term, State));
-                error ->
-                    await_setup(Ref, Deadline, handle_frame(Frame, State))
-            end;
-        {Port, {exit_status, Status}} ->
-            {error, exit_reason(Status), State#state{port = undefined}}
-    after timeout(Deadline) ->
-        {error, {timeout, setup}, State}
     end.
 
 %% Internal: stopping.
 
 %% Ends the port program, whatever state it is in, and returns once its OS
-%% process is gone.
+%% process is gone. Before a successful setup the port would answer `stop'
+%% with not_set_up: it is closed instead.
 shutdown_port(State = #state{port = undefined}) ->
     State;
-shutdown_port(State = #state{set_up = true, next_ref = Ref, stop_timeout = Timeout}) ->
-    case send_frame({stop, Ref}, State) of
-        ok ->
-            await_exit(Ref, deadline(Timeout), State#state{next_ref = Ref + 1});
-        {error, _} ->
-            %% The port is closing already: its exit status is on its way.
-            await_exit(Ref, deadline(?KILL_WAIT), State)
-    end;
-shutdown_port(State = #state{set_up = false, port = Port, os_pid = OsPid,
-                             stop_timeout = Timeout}) ->
-    %% Before a successful setup the port answers `stop' with not_set_up:
-    %% close its stdin (end of file makes it exit) and wait for the process.
-    ok = close_port(Port),
-    ok = await_os_exit(OsPid, deadline(Timeout)),
-    flush_port(Port),
-    State#state{port = undefined}.
-
-%% Waits for the port's exit status, handling the notices (closed
-%% connections, messages Python sends from connection_lost, logs) that come
-%% before it.
-await_exit(StopRef, Deadline, State = #state{port = Port, os_pid = OsPid}) ->
-    receive
-        {Port, {data, Frame}} ->
-            case decode(Frame) of
-                {ok, {reply, StopRef, _}} -> await_exit(StopRef, Deadline, State);
-                {ok, Term} -> await_exit(StopRef, Deadline, handle_term(Term, State));
-                error -> await_exit(StopRef, Deadline, handle_frame(Frame, State))
-            end;
-        {Port, {exit_status, _Status}} ->
-            flush_port(Port),
-            State#state{port = undefined}
-    after timeout(Deadline) ->
-        ?LOG_WARNING("py_reactor_context ~0p: port program (os pid ~b) did not exit in time; "
-                     "killing it", [State#state.id, OsPid]),
-        ok = kill_port(State),
-        State#state{port = undefined}
-    end.
+shutdown_port(State = #state{set_up = SetUp, next_ref = Ref, stop_timeout = Timeout}) ->
+    StopRef = case SetUp of
+        true -> Ref;
+        false -> none
+    end,
+    State1 = py_reactor_port_program:stop(program(State), StopRef, Timeout,
+                                          fun handle_frame/2, State#state{next_ref = Ref + 1}),
+    State1#state{port = undefined}.
 
 %% Kills the port program at once and waits (briefly) for it to be gone.
 kill_port(#state{port = undefined}) ->
     ok;
-kill_port(#state{port = Port, os_pid = OsPid}) ->
-    ok = kill_os_pid(OsPid),
-    receive
-        {Port, {exit_status, _}} -> ok
-    after ?KILL_WAIT ->
-        ok = close_port(Port),
-        ok = await_os_exit(OsPid, deadline(?KILL_WAIT))
-    end,
-    flush_port(Port).
+kill_port(State) ->
+    py_reactor_port_program:kill(program(State)).
 
-close_port(Port) ->
-    try port_close(Port) of
-        true -> ok
-    catch
-        error:badarg -> ok % Already closed.
-    end.
-
-flush_port(Port) ->
-    receive
-        {'EXIT', Port, _} -> flush_port(Port);
-        {Port, _} -> flush_port(Port)
-    after 0 ->
-        ok
-    end.
-
-await_os_exit(OsPid, Deadline) ->
-    case os_pid_alive(OsPid) of
-        false ->
-            ok;
-        true ->
-            case timeout(Deadline) of
-                0 ->
-                    ok = kill_os_pid(OsPid),
-                    wait_os_exit(OsPid, 200);
-                _ ->
-                    receive after 5 -> ok end,
-                    await_os_exit(OsPid, Deadline)
-            end
-    end.
-
-wait_os_exit(_OsPid, 0) ->
-    ok;
-wait_os_exit(OsPid, Tries) ->
-    case os_pid_alive(OsPid) of
-        false -> ok;
-        true -> receive after 10 -> wait_os_exit(OsPid, Tries - 1) end
-    end.
-
-%% A process that has exited but is not reaped yet (a zombie) counts as gone.
-os_pid_alive(OsPid) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
-        {ok, Stat} ->
-            case string:split(Stat, ")", trailing) of
-                [_, <<" Z", _/binary>>] -> false;
-                [_, <<" X", _/binary>>] -> false;
-                _ -> true
-            end;
-        {error, _} ->
-            false
-    end.
-
-kill_os_pid(OsPid) ->
-    _ = os:cmd("kill -9 " ++ integer_to_list(OsPid) ++ " 2>/dev/null"),
-    ok.
-
-close_aux(#state{sock = undefined}) ->
-    ok;
-close_aux(#state{sock = Sock}) ->
-    _ = socket:close(Sock),
-    ok.
-
-exit_reason(Status) when Status > 128 ->
-    {port_killed, signal_name(Status - 128)};
-exit_reason(Status) ->
-    {port_exited, Status}.
-
-%% Linux signal numbers.
-signal_name(1) -> sighup;
-signal_name(2) -> sigint;
-signal_name(3) -> sigquit;
-signal_name(4) -> sigill;
-signal_name(5) -> sigtrap;
-signal_name(6) -> sigabrt;
-signal_name(7) -> sigbus;
-signal_name(8) -> sigfpe;
-signal_name(9) -> sigkill;
-signal_name(10) -> sigusr1;
-signal_name(11) -> sigsegv;
-signal_name(12) -> sigusr2;
-signal_name(13) -> sigpipe;
-signal_name(14) -> sigalrm;
-signal_name(15) -> sigterm;
-signal_name(16) -> sigstkflt;
-signal_name(17) -> sigchld;
-signal_name(18) -> sigcont;
-signal_name(19) -> sigstop;
-signal_name(20) -> sigtstp;
-signal_name(21) -> sigttin;
-signal_name(22) -> sigttou;
-signal_name(23) -> sigurg;
-signal_name(24) -> sigxcpu;
-signal_name(25) -> sigxfsz;
-signal_name(26) -> sigvtalrm;
-signal_name(27) -> sigprof;
-signal_name(28) -> sigwinch;
-signal_name(29) -> sigio;
-signal_name(30) -> sigpwr;
-signal_name(31) -> sigsys;
-signal_name(N) -> N.
+program(#state{id = Id, port = Port, os_pid = OsPid, max_frame = MaxFrame}) ->
+    #{context => Id, port => Port, os_pid => OsPid, max_frame => MaxFrame}.
 
 %% Internal: handoff and requests.
 
 do_handoff(Fd, ClientInfo, Data, State = #state{sock = Sock, next_conn_id = ConnId,
                                           conns = Conns, total = Total}) ->
-    Msg = #{iov => [<<ConnId:64/big>>],
-            ctrl => [#{level => socket, type => rights, data => <<Fd:32/native>>}]},
     %% Counted before the port can serve it: a listener places the next
     %% connection by these counts.
     ok = count_listener(opened, State),
-    case send_fd(Sock, Msg) of
+    case py_reactor_aux_socket:send_fd(Sock, ConnId, Fd) of
         ok ->
             ClientInfo1 = ClientInfo#{reactor_pid => self(), conn_id => ConnId},
             State1 = State#state{next_conn_id = ConnId + 1},
@@ -1212,9 +879,7 @@ send_call_fds([], Ids, State) ->
 send_call_fds(_Fds, _Ids, State = #state{sock = undefined}) ->
     {{error, {aux_socket, closed}}, State};
 send_call_fds([Fd | Rest], Ids, State = #state{sock = Sock, next_conn_id = Id}) ->
-    Msg = #{iov => [<<Id:64/big>>],
-            ctrl => [#{level => socket, type => rights, data => <<Fd:32/native>>}]},
-    case send_fd(Sock, Msg) of
+    case py_reactor_aux_socket:send_fd(Sock, Id, Fd) of
         ok -> send_call_fds(Rest, [Id | Ids], State#state{next_conn_id = Id + 1});
         {error, Reason} -> {{error, {aux_socket, Reason}}, State}
     end.
@@ -1222,9 +887,7 @@ send_call_fds([Fd | Rest], Ids, State = #state{sock = Sock, next_conn_id = Id}) 
 %% The listening socket goes under an id of the handoffs' space, with its own
 %% message, so the port never takes it for a connection.
 do_listen(Fd, Opts, State = #state{sock = Sock, next_conn_id = Id}) ->
-    Msg = #{iov => [<<Id:64/big>>],
-            ctrl => [#{level => socket, type => rights, data => <<Fd:32/native>>}]},
-    case send_fd(Sock, Msg) of
+    case py_reactor_aux_socket:send_fd(Sock, Id, Fd) of
         ok ->
             State1 = State#state{next_conn_id = Id + 1},
             {send_frame({listen, Id, Opts#{reactor_pid => self()}}, State1), State1};
@@ -1242,19 +905,6 @@ count_listener(undone, #state{listener = Slot}) ->
     py_reactor_server:conn_undone(Slot);
 count_listener(lost, #state{listener = Slot}) ->
     py_reactor_server:conns_lost(Slot).
-
-send_fd(Sock, Msg) ->
-    case socket:sendmsg(Sock, Msg, ?AUX_SEND_TIMEOUT) of
-        ok ->
-            ok;
-        {ok, Rest} ->
-            %% Part of the id went with the descriptor; send the rest.
-            socket:send(Sock, Rest, ?AUX_SEND_TIMEOUT);
-        {error, {Reason, _Rest}} ->
-            {error, Reason};
-        {error, Reason} ->
-            {error, Reason}
-    end.
 
 do_request(Kind, Args, From, State = #state{next_ref = Ref, requests = Requests}) ->
     Request = list_to_tuple([Kind, Ref | Args]),
@@ -1301,7 +951,7 @@ safe_call(Ctx, Request, Timeout) ->
     end.
 
 reply_request(stats, From, {ok, PortStats}, State) when is_map(PortStats) ->
-    gen_server:reply(From, {ok, merge_stats(PortStats, State)});
+    gen_server:reply(From, {ok, py_reactor_stats:merge(PortStats, own_stats(State))});
 reply_request(Kind, From, ok, _State) when Kind =:= exec; Kind =:= listen_control ->
     gen_server:reply(From, ok);
 reply_request(Kind, From, {ok, Value}, _State) when Kind =:= eval; Kind =:= call ->
@@ -1312,42 +962,24 @@ reply_request(Kind, From, Result, State) ->
     ?LOG_ERROR("py_reactor_context ~0p: bad reply to ~0p: ~0p", [State#state.id, Kind, Result]),
     gen_server:reply(From, {error, {bad_reply, Result}}).
 
-merge_stats(PortStats, #state{id = Id, mode = Mode, os_pid = OsPid, conns = Conns,
-                              total = Total, refused = Refused,
-                              max_connections = Max}) ->
-    Zero = #{total_requests => 0, bytes_in => 0, bytes_out => 0, python_errors => 0,
-             refused_handoffs => 0},
-    Port = maps:merge(Zero, PortStats),
-    Port#{id => Id,
-          mode => Mode,
-          os_pid => OsPid,
-          max_connections => Max,
-          active_connections => map_size(Conns),
-          total_connections => Total,
-          refused_handoffs => Refused + maps:get(refused_handoffs, Port)}.
+%% The counts the context keeps itself, for stats/2.
+own_stats(#state{id = Id, mode = Mode, os_pid = OsPid, conns = Conns, total = Total,
+                 refused = Refused, max_connections = Max}) ->
+    #{id => Id,
+      mode => Mode,
+      os_pid => OsPid,
+      max_connections => Max,
+      active_connections => map_size(Conns),
+      total_connections => Total,
+      refused_handoffs => Refused}.
 
 send_frame(Term, #state{port = Port, max_frame = MaxFrame}) ->
-    Frame = term_to_binary(Term),
-    case byte_size(Frame) of
-        Size when Size > MaxFrame ->
-            {error, {bad_term, {too_large, Size, MaxFrame}}};
-        _ ->
-            try port_command(Port, Frame) of
-                true -> ok
-            catch
-                error:badarg -> {error, port_closed}
-            end
-    end.
+    py_reactor_frame:send(Port, Term, MaxFrame).
 
-%% The answer to a Python request (py_reactor_vm), made convertible: a
-%% value with no Python form becomes an error, an error reason with none is
-%% sent as its printed form.
+%% The answer to a Python request (py_reactor_vm); one too large for a
+%% frame is answered with an error.
 send_vm_reply(Id, Result, State) ->
-    Result1 = case convertible(Result) of
-        true -> Result;
-        false -> vm_reply_convertible(Result)
-    end,
-    case send_frame({vm_reply, Id, Result1}, State) of
+    case send_frame({vm_reply, Id, py_reactor_vm:sendable(Result)}, State) of
         ok ->
             ok;
         {error, {bad_term, Why}} ->
@@ -1358,22 +990,10 @@ send_vm_reply(Id, Result, State) ->
             ok
     end.
 
-vm_reply_convertible({error, {Class, Reason}}) when is_atom(Class) ->
-    {error, {Class, iolist_to_binary(io_lib:format("~0P", [Reason, 30]))}};
-vm_reply_convertible(Result) ->
-    {error, {unconvertible, iolist_to_binary(io_lib:format("~0P", [Result, 30]))}}.
-
 %% Internal: frames from the port.
 
-decode(Frame) ->
-    try binary_to_term(Frame) of
-        Term -> {ok, Term}
-    catch
-        error:badarg -> error
-    end.
-
 handle_frame(Frame, State) ->
-    case decode(Frame) of
+    case py_reactor_frame:decode(Frame) of
         {ok, Term} ->
             handle_term(Term, State);
         error ->
@@ -1396,7 +1016,7 @@ handle_term({closed, ConnId, Reason}, State = #state{conns = Conns}) ->
     case maps:take(ConnId, Conns) of
         {true, Conns1} ->
             ok = count_listener(closed, State),
-            log_closed(ConnId, Reason, State),
+            ok = py_reactor_log:closed(State#state.id, ConnId, Reason),
             State#state{conns = Conns1};
         error ->
             ?LOG_ERROR("py_reactor_context ~0p: closed notice for unknown connection ~0p: ~0P",
@@ -1408,14 +1028,7 @@ handle_term({accepted, ConnId, _ClientInfo}, State = #state{conns = Conns, total
     ok = count_listener(opened, State),
     State#state{conns = Conns#{ConnId => true}, total = Total + 1};
 handle_term({log, Level, Text}, State = #state{id = Id}) ->
-    Meta = #{py_reactor_context => Id, domain => [py_reactor]},
-    case is_log_level(Level) of
-        true ->
-            logger:log(Level, "py_reactor_context ~0p: ~ts", [Id, Text], Meta);
-        false ->
-            logger:log(error, "py_reactor_context ~0p: (bad level ~0p) ~ts",
-                       [Id, Level, Text], Meta)
-    end,
+    ok = py_reactor_log:port_line(Id, Level, Text),
     State;
 handle_term({send, Pid, Term}, State) when is_pid(Pid) ->
     Pid ! Term,
@@ -1445,131 +1058,3 @@ handle_term(Term, State) ->
     ?LOG_ERROR("py_reactor_context ~0p: unknown frame from the port: ~0P",
                [State#state.id, Term, 30]),
     State.
-
-is_log_level(Level) ->
-    lists:member(Level, [emergency, alert, critical, error, warning, notice, info, debug]).
-
-log_closed(_ConnId, Reason, _State) when Reason =:= normal; Reason =:= eof;
-                                         Reason =:= stopped ->
-    ok;
-log_closed(ConnId, {error, Errno}, State) when Errno =:= emfile; Errno =:= enfile ->
-    ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: it is out of "
-                 "descriptors (~0p)", [State#state.id, ConnId, Errno]);
-log_closed(ConnId, idle_timeout, State) ->
-    ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: idle_timeout",
-               [State#state.id, ConnId]);
-log_closed(ConnId, {error, Errno}, State) ->
-    ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed: ~0p",
-               [State#state.id, ConnId, Errno]);
-log_closed(ConnId, {python, Type, Message, _Traceback}, State) ->
-    %% The port logs the traceback itself, once, at error.
-    ?LOG_DEBUG("py_reactor_context ~0p: connection ~b closed by a Python exception: ~ts: ~ts",
-               [State#state.id, ConnId, Type, Message]);
-log_closed(ConnId, {bad_action, Text}, State) ->
-    ?LOG_WARNING("py_reactor_context ~0p: connection ~b closed: the protocol returned "
-                 "a bad action: ~ts", [State#state.id, ConnId, Text]);
-log_closed(ConnId, Reason, State) when Reason =:= max_connections; Reason =:= not_set_up;
-                                       Reason =:= duplicate_id; Reason =:= fd_not_received;
-                                       Reason =:= listening_socket; Reason =:= not_connected ->
-    ?LOG_WARNING("py_reactor_context ~0p: the port refused handoff ~b: ~0p",
-                 [State#state.id, ConnId, Reason]);
-log_closed(ConnId, Reason, State) ->
-    ?LOG_WARNING("py_reactor_context ~0p: connection ~b closed: ~0P",
-                 [State#state.id, ConnId, Reason, 30]).
-
-%% Internal: client info and sockets.
-
-normalise_client_info(ClientInfo) ->
-    ClientInfo1 = case ClientInfo of
-        #{addr := Addr} when is_tuple(Addr) ->
-            case inet:ntoa(Addr) of
-                {error, einval} -> ClientInfo;
-                Text -> ClientInfo#{addr := list_to_binary(Text)}
-            end;
-        #{addr := Addr} when is_list(Addr) ->
-            case unicode:characters_to_binary(Addr) of
-                Bin when is_binary(Bin) -> ClientInfo#{addr := Bin};
-                _ -> ClientInfo
-            end;
-        _ ->
-            ClientInfo
-    end,
-    case convertible(ClientInfo1) of
-        true -> {ok, ClientInfo1};
-        false -> {error, {bad_client_info, ClientInfo}}
-    end.
-
-%% Whether a term has a Python form (docs/protocol.md, "Terms and Python
-%% values").
-convertible(T) when is_integer(T); is_float(T); is_atom(T); is_pid(T) -> true;
-convertible(T) when is_binary(T) -> true;
-convertible(T) when is_bitstring(T) -> false;
-convertible(T) when is_tuple(T) -> convertible_list(tuple_to_list(T));
-convertible(T) when is_map(T) ->
-    maps:fold(fun(K, V, Acc) -> Acc andalso convertible(K) andalso convertible(V) end,
-              true, T);
-convertible(T) when is_list(T) -> convertible_list(T);
-convertible(_) -> false.
-
-convertible_list([]) -> true;
-convertible_list([H | T]) -> convertible(H) andalso convertible_list(T);
-convertible_list(_Improper) -> false.
-
-socket_fd_and_peer({'$socket', _} = Socket) ->
-    case socket:getopt(Socket, otp, fd) of
-        {ok, Fd} ->
-            case socket:peername(Socket) of
-                {ok, #{family := local, path := Path}} ->
-                    {ok, Fd, #{addr => to_binary(Path), type => unix}};
-                {ok, #{family := Family, addr := Addr, port := PeerPort}}
-                        when Family =:= inet; Family =:= inet6 ->
-                    {ok, Fd, #{addr => list_to_binary(inet:ntoa(Addr)), port => PeerPort,
-                               type => tcp}};
-                {ok, Other} ->
-                    {ok, Fd, #{addr => iolist_to_binary(io_lib:format("~0p", [Other]))}};
-                {error, Reason} ->
-                    {error, {peername, Reason}}
-            end;
-        {error, Reason} ->
-            {error, {getfd, Reason}}
-    end;
-socket_fd_and_peer(Socket) ->
-    try inet:getfd(Socket) of
-        {ok, Fd} ->
-            case inet:peername(Socket) of
-                {ok, {local, Path}} ->
-                    {ok, Fd, #{addr => to_binary(Path), type => unix}};
-                {ok, {Addr, PeerPort}} ->
-                    {ok, Fd, #{addr => list_to_binary(inet:ntoa(Addr)), port => PeerPort,
-                               type => tcp}};
-                {error, Reason} ->
-                    {error, {peername, Reason}}
-            end;
-        {error, Reason} ->
-            {error, {getfd, Reason}}
-    catch
-        error:Reason ->
-            {error, {getfd, Reason}}
-    end.
-
-close_socket({'$socket', _} = Socket) ->
-    _ = socket:close(Socket),
-    ok;
-close_socket(Socket) ->
-    gen_tcp:close(Socket).
-
-%% Internal: helpers.
-
-to_binary(Atom) when is_atom(Atom) ->
-    atom_to_binary(Atom);
-to_binary(Data) ->
-    case unicode:characters_to_binary(Data) of
-        Bin when is_binary(Bin) -> Bin;
-        _ -> erlang:error(badarg, [Data])
-    end.
-
-deadline(infinity) -> infinity;
-deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
-
-timeout(infinity) -> infinity;
-timeout(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).

@@ -1,5 +1,6 @@
 %% @doc The contexts of one listener: `contexts' children, each a
-%% {@link py_reactor_context} started with the listener's `context_opts'.
+%% {@link py_reactor_context} started with the listener's `context_opts'
+%% (and `multiprocess => true' when there is more than one).
 %%
 %% A context that dies (its port program crashed, say) is restarted here; its
 %% connections are lost and released from the listener's counts (see
@@ -25,9 +26,14 @@ start_link(Name) ->
 %% @private The start function of each child.
 -spec start_context(term(), pos_integer()) -> {ok, pid()} | {error, term()}.
 start_context(Name, Index) ->
-    {ok, L = #{context_opts := CtxOpts}} = py_reactor_server:lookup(Name),
+    {ok, L = #{context_opts := CtxOpts, contexts := N}} = py_reactor_server:lookup(Name),
     Slot = py_reactor_server:context_slot(L, Index),
-    case py_reactor_context:start_link({Name, Index}, worker, CtxOpts#{listener => Slot}) of
+    %% PEP 3333: with several contexts the same application runs in several
+    %% processes at once.
+    Multiprocess = N > 1 orelse maps:get(multiprocess, CtxOpts, false),
+    case py_reactor_context:start_link({Name, Index}, worker,
+                                       CtxOpts#{listener => Slot,
+                                                multiprocess => Multiprocess}) of
         {ok, Pid} ->
             ok = hand_listening_socket(L, Index, Pid),
             ok = py_reactor_server:context_started(Name, Index, Pid),

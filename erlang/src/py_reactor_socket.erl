@@ -1,5 +1,6 @@
-%% @doc What the VM has already received on a `gen_tcp' socket that is about
-%% to be handed off.
+%% @doc The VM's sockets that are handed off: their descriptor and peer,
+%% the `client_info' that goes with them, and what the VM has already
+%% received on a `gen_tcp' socket that is about to be handed off.
 %%
 %% A `gen_tcp' socket in active mode (OTP's default is `{active, true}')
 %% delivers data as `{tcp, Socket, Data}' messages to its controlling
@@ -11,6 +12,7 @@
 -module(py_reactor_socket).
 
 -export([take_received/1, put_back/2]).
+-export([fd_and_peer/1, client_info/1, is_socket/1, close/1]).
 -export_type([taken/0]).
 
 -opaque taken() :: {Active :: term(), Data :: binary(), Others :: [tuple()]}.
@@ -92,4 +94,100 @@ in_socket_mode(Socket, Data) ->
     case inet:getopts(Socket, [mode]) of
         {ok, [{mode, list}]} -> binary_to_list(Data);
         _ -> Data
+    end.
+
+%% @doc `ClientInfo' as the port is sent it: an `addr' given as an IP
+%% address tuple or as a string becomes a binary (`<<"127.0.0.1">>').
+%% `{error, {bad_client_info, ClientInfo}}' when a key or a value has no
+%% Python form ({@link py_reactor_term:convertible/1}).
+-spec client_info(map()) -> {ok, map()} | {error, {bad_client_info, map()}}.
+client_info(ClientInfo) ->
+    ClientInfo1 = case ClientInfo of
+        #{addr := Addr} when is_tuple(Addr) ->
+            case inet:ntoa(Addr) of
+                {error, einval} -> ClientInfo;
+                Text -> ClientInfo#{addr := list_to_binary(Text)}
+            end;
+        #{addr := Addr} when is_list(Addr) ->
+            case unicode:characters_to_binary(Addr) of
+                Bin when is_binary(Bin) -> ClientInfo#{addr := Bin};
+                _ -> ClientInfo
+            end;
+        _ ->
+            ClientInfo
+    end,
+    case py_reactor_term:convertible(ClientInfo1) of
+        true -> {ok, ClientInfo1};
+        false -> {error, {bad_client_info, ClientInfo}}
+    end.
+
+%% @doc The descriptor of a connected `gen_tcp' or `socket' socket, and
+%% what its peer's address gives `client_info': `addr' (a binary), `port'
+%% and `type' (`tcp', or `unix' for a local socket). Errors:
+%% `{error, {getfd, Reason}}' (a `gen_tcp' socket of the `socket' backend
+%% has no descriptor to give) and `{error, {peername, Reason}}'.
+-spec fd_and_peer(gen_tcp:socket() | socket:socket())
+    -> {ok, non_neg_integer(), map()} | {error, {getfd | peername, term()}}.
+fd_and_peer({'$socket', _} = Socket) ->
+    case socket:getopt(Socket, otp, fd) of
+        {ok, Fd} ->
+            case socket:peername(Socket) of
+                {ok, #{family := local, path := Path}} ->
+                    {ok, Fd, #{addr => text(Path), type => unix}};
+                {ok, #{family := Family, addr := Addr, port := PeerPort}}
+                        when Family =:= inet; Family =:= inet6 ->
+                    {ok, Fd, #{addr => list_to_binary(inet:ntoa(Addr)), port => PeerPort,
+                               type => tcp}};
+                {ok, Other} ->
+                    {ok, Fd, #{addr => iolist_to_binary(io_lib:format("~0p", [Other]))}};
+                {error, Reason} ->
+                    {error, {peername, Reason}}
+            end;
+        {error, Reason} ->
+            {error, {getfd, Reason}}
+    end;
+fd_and_peer(Socket) ->
+    try inet:getfd(Socket) of
+        {ok, Fd} ->
+            case inet:peername(Socket) of
+                {ok, {local, Path}} ->
+                    {ok, Fd, #{addr => text(Path), type => unix}};
+                {ok, {Addr, PeerPort}} ->
+                    {ok, Fd, #{addr => list_to_binary(inet:ntoa(Addr)), port => PeerPort,
+                               type => tcp}};
+                {error, Reason} ->
+                    {error, {peername, Reason}}
+            end;
+        {error, Reason} ->
+            {error, {getfd, Reason}}
+    catch
+        error:Reason ->
+            {error, {getfd, Reason}}
+    end.
+
+%% @doc Closes the VM's socket, of either kind.
+-spec close(gen_tcp:socket() | socket:socket()) -> ok.
+close({'$socket', _} = Socket) ->
+    _ = socket:close(Socket),
+    ok;
+close(Socket) ->
+    gen_tcp:close(Socket).
+
+%% @doc Whether `Term' is an OTP `socket' socket or an `inet_drv' TCP
+%% socket (a `gen_tcp' socket of the default backend).
+-spec is_socket(term()) -> boolean().
+is_socket({'$socket', Ref}) when is_reference(Ref) ->
+    true;
+is_socket(Port) when is_port(Port) ->
+    erlang:port_info(Port, name) =:= {name, "tcp_inet"};
+is_socket(_) ->
+    false.
+
+%% A local socket's path, as a binary.
+text(Atom) when is_atom(Atom) ->
+    atom_to_binary(Atom);
+text(Data) ->
+    case unicode:characters_to_binary(Data) of
+        Bin when is_binary(Bin) -> Bin;
+        _ -> erlang:error(badarg, [Data])
     end.

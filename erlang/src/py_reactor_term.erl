@@ -12,6 +12,7 @@
 -module(py_reactor_term).
 
 -export([check/1, max_depth/0, max_terms/0]).
+-export([convertible/1]).
 
 -export_type([why/0]).
 
@@ -77,3 +78,22 @@ is_string([], _N) -> true;
 is_string([H | T], N) when is_integer(H), H >= 0, H =< 255, N < ?MAX_STRING ->
     is_string(T, N + 1);
 is_string(_, _N) -> false.
+
+%% @doc Whether `Term' has a Python form (`docs/protocol.md', "Terms and
+%% Python values"): numbers, atoms, pids, binaries, and tuples, proper
+%% lists and maps of such terms. References, funs, ports and bit strings
+%% have none.
+-spec convertible(term()) -> boolean().
+convertible(T) when is_integer(T); is_float(T); is_atom(T); is_pid(T) -> true;
+convertible(T) when is_binary(T) -> true;
+convertible(T) when is_bitstring(T) -> false;
+convertible(T) when is_tuple(T) -> convertible_list(tuple_to_list(T));
+convertible(T) when is_map(T) ->
+    maps:fold(fun(K, V, Acc) -> Acc andalso convertible(K) andalso convertible(V) end,
+              true, T);
+convertible(T) when is_list(T) -> convertible_list(T);
+convertible(_) -> false.
+
+convertible_list([]) -> true;
+convertible_list([H | T]) -> convertible(H) andalso convertible_list(T);
+convertible_list(_Improper) -> false.

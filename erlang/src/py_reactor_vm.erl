@@ -7,7 +7,7 @@
 %% (`call'): it never blocks on the function called.
 -module(py_reactor_vm).
 
--export([handle/3, result_message/2]).
+-export([handle/3, result_message/2, sendable/1]).
 %% Run in the fresh process of a call.
 -export([apply_and_exit/3]).
 
@@ -37,6 +37,21 @@ handle(_Id, Request, _Ctx) ->
 -spec result_message(term(), term()) -> {py_reactor_vm_reply, term(), term()}.
 result_message(Id, Result) ->
     {py_reactor_vm_reply, Id, Result}.
+
+%% @doc `Result' made fit for `{vm_reply, Id, Result}': a value with no
+%% Python form becomes `{error, {unconvertible, Text}}', an error reason
+%% with none `{error, {Class, Text}}' (`Text', its printed form, a binary).
+-spec sendable(term()) -> term().
+sendable(Result) ->
+    case py_reactor_term:convertible(Result) of
+        true -> Result;
+        false -> printed(Result)
+    end.
+
+printed({error, {Class, Reason}}) when is_atom(Class) ->
+    {error, {Class, iolist_to_binary(io_lib:format("~0P", [Reason, 30]))}};
+printed(Result) ->
+    {error, {unconvertible, iolist_to_binary(io_lib:format("~0P", [Result, 30]))}}.
 
 %% @private The result travels in the exit reason of the fresh process,
 %% which its monitor delivers even when the process dies meanwhile.

@@ -38,8 +38,8 @@ import selectors
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from typing import Any, TypeVar
 
 import _py_reactor
 
@@ -58,6 +58,26 @@ __all__ = [
 
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
+_T = TypeVar("_T")
+# Python 3.12 starts a task's first step at once by itself.
+_EAGER_START = sys.version_info >= (3, 12)
+
+
+class _Started(asyncio.Handle):
+    """What ``call_soon`` returns for a step it ran at once: nothing left to
+    cancel."""
+
+    def __init__(self) -> None:
+        pass
+
+    def cancel(self) -> None:
+        pass
+
+    def cancelled(self) -> bool:
+        return False
+
+
+_STARTED = _Started()
 
 
 def _fileobj_to_fd(fileobj: Any) -> int:
@@ -174,9 +194,34 @@ class ReactorEventLoop(asyncio.SelectorEventLoop):
     def call_soon(
         self, callback: Callable[..., object], *args: Any, context: Any = None
     ) -> asyncio.Handle:
+        if self._eager:
+            # The first step of a task made by start_task(): run now.
+            self._eager = False
+            if context is None:
+                callback(*args)
+            else:
+                context.run(callback, *args)
+            return _STARTED
         handle = super().call_soon(callback, *args, context=context)
         _py_reactor.aio_schedule()
         return handle
+
+    _eager = False
+
+    def start_task(self, coro: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """A task of ``coro`` whose first step runs now, before this returns,
+        as ``asyncio.eager_task_factory`` does (Python 3.12): a coroutine that
+        finishes without suspending costs no loop iteration.  Outside a task
+        only (the port's callbacks); inside one, an ordinary task."""
+        if _EAGER_START:
+            return asyncio.Task(coro, loop=self, eager_start=True)
+        if asyncio.current_task(self) is not None:
+            return asyncio.Task(coro, loop=self)
+        self._eager = True
+        try:
+            return asyncio.Task(coro, loop=self)
+        finally:
+            self._eager = False
 
     def call_at(
         self, when: float, callback: Callable[..., object], *args: Any, context: Any = None

@@ -90,15 +90,14 @@ def _is_factory(obj: Callable[..., Any]) -> bool:
 
 
 def interface_of(app: Any, interface: str = "auto") -> str:
-    """Return how the port serves ``app``: ``"protocol"`` or ``"wsgi"``.
+    """Return how the port serves ``app``: ``"protocol"``, ``"wsgi"`` or ``"asgi"``.
 
     ``interface`` is the ``app_interface`` option.  ``"auto"`` picks
     ``"protocol"`` for a :class:`erlang.reactor.Protocol` subclass or any
     callable taking no arguments (a protocol factory), ``"asgi"`` for a
     coroutine function or an object whose ``__call__`` is one, and ``"wsgi"``
     for any other callable.  Raises ``TypeError`` when ``app`` is not
-    callable, ``ValueError`` for an unknown interface, and
-    ``NotImplementedError`` for ASGI, which this version does not serve.
+    callable and ``ValueError`` for an unknown interface.
     """
     if interface not in INTERFACES:
         raise ValueError(f"app_interface must be one of {', '.join(INTERFACES)}, not {interface!r}")
@@ -113,9 +112,4 @@ def interface_of(app: Any, interface: str = "auto") -> str:
             interface = "protocol"
         else:
             interface = "wsgi"
-    if interface == "asgi":
-        raise NotImplementedError(
-            f"{app!r} is an ASGI application (a coroutine function); this version of "
-            "py_reactor serves WSGI applications and reactor protocols only"
-        )
     return interface

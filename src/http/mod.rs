@@ -45,6 +45,8 @@ pub struct Limits {
     pub threads: usize,
     /// One log line per request.
     pub access_log: bool,
+    /// `wsgi.multiprocess`: other processes serve the same application.
+    pub multiprocess: bool,
 }
 
 impl Default for Limits {
@@ -58,6 +60,7 @@ impl Default for Limits {
             header_timeout: Duration::from_millis(10000),
             threads: 8,
             access_log: false,
+            multiprocess: false,
         }
     }
 }

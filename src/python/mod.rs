@@ -12,6 +12,7 @@ pub mod buffer;
 pub mod convert;
 pub mod native;
 pub mod wsgi;
+pub mod asgi;
 pub mod timers;
 
 use std::ffi::{CString, NulError};
@@ -216,11 +217,18 @@ fn main_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(py.import("__main__")?.dict())
 }
 
+/// A web application returned by [`setup`], for the loop to serve over HTTP.
+#[derive(Debug)]
+pub enum WebApp {
+    Wsgi(Py<PyAny>),
+    Asgi(Py<PyAny>),
+}
+
 /// Runs the context's setup: extra paths, `setup_code`, `app_module` and
-/// `app_callable`. A protocol factory is installed; a WSGI application is
-/// returned, for the loop to serve over HTTP (`app_interface`, see
-/// `erlang.wsgi.interface_of`).
-pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<Option<Py<PyAny>>, PythonError> {
+/// `app_callable`. A protocol factory is installed; a WSGI or ASGI
+/// application is returned, for the loop to serve over HTTP
+/// (`app_interface`, see `erlang.wsgi.interface_of`).
+pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<Option<WebApp>, PythonError> {
     let err = |e| python_error(py, e);
     let path = py.import("sys").and_then(|s| s.getattr("path")).map_err(err)?;
     for (i, dir) in options.python_path.iter().enumerate() {
@@ -247,7 +255,10 @@ pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<Option<Py<PyAny>>
                 .and_then(|i| i.extract())
                 .map_err(err)?;
             if interface == "wsgi" {
-                return Ok(Some(app.unbind()));
+                return Ok(Some(WebApp::Wsgi(app.unbind())));
+            }
+            if interface == "asgi" {
+                return Ok(Some(WebApp::Asgi(app.unbind())));
             }
             py.import("erlang.reactor")
                 .and_then(|r| r.call_method1("set_protocol_factory", (app,)))

@@ -42,16 +42,16 @@ pub struct WsgiApp {
 
 impl WsgiApp {
     /// Wraps `app`, taking `erlang.wsgi`'s helpers.
-    pub fn new(py: Python<'_>, app: Py<PyAny>, access_log: bool) -> PyResult<WsgiApp> {
+    pub fn new(py: Python<'_>, app: Py<PyAny>, limits: &crate::http::Limits) -> PyResult<WsgiApp> {
         let module = py.import("erlang.wsgi")?;
         let file_wrapper = module.getattr("FileWrapper")?.cast_into::<PyType>()?;
         let errors = module.getattr("errors")?;
         Ok(WsgiApp {
             app,
-            template: environ_template(py, &errors, file_wrapper.as_any())?.unbind(),
+            template: environ_template(py, &errors, file_wrapper.as_any(), limits.multiprocess)?.unbind(),
             file_wrapper: file_wrapper.unbind(),
             body_error: module.getattr("RequestBodyError")?.cast_into::<PyType>()?.unbind(),
-            access_log,
+            access_log: limits.access_log,
         })
     }
 }
@@ -539,7 +539,12 @@ fn waiter(py: Python<'_>, timeout: Duration) -> impl FnMut(&Stream, Direction) -
 /// The entries every `environ` starts with: those that never change, and
 /// those every request sets (with `None` until it does), so that copying
 /// it gives a table with room for all of them and a few headers.
-fn environ_template<'py>(py: Python<'py>, errors: &Bound<'py, PyAny>, file_wrapper: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+fn environ_template<'py>(
+    py: Python<'py>,
+    errors: &Bound<'py, PyAny>,
+    file_wrapper: &Bound<'py, PyAny>,
+    multiprocess: bool,
+) -> PyResult<Bound<'py, PyDict>> {
     use pyo3::intern;
     let env = PyDict::new(py);
     env.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
@@ -547,7 +552,7 @@ fn environ_template<'py>(py: Python<'py>, errors: &Bound<'py, PyAny>, file_wrapp
     env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
     env.set_item(intern!(py, "wsgi.errors"), errors)?;
     env.set_item(intern!(py, "wsgi.multithread"), true)?;
-    env.set_item(intern!(py, "wsgi.multiprocess"), false)?;
+    env.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
     env.set_item(intern!(py, "wsgi.run_once"), false)?;
     env.set_item(intern!(py, "wsgi.file_wrapper"), file_wrapper)?;
     for key in [
@@ -692,7 +697,7 @@ fn header_key<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
 }
 
 /// The path and the query of a request target, in origin or absolute form.
-fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
     let mut rest = target;
     if !rest.starts_with(b"/") {
         if let Some(scheme_end) = memchr::memmem::find(rest, b"://") {
@@ -710,7 +715,7 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// `%XX` sequences decoded; a `%` not followed by two hex digits stays.
-fn percent_decode(input: &[u8]) -> Vec<u8> {
+pub(crate) fn percent_decode(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);

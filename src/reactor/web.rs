@@ -28,7 +28,7 @@ impl Reactor {
         limits: Limits,
     ) -> Result<Option<Engine>, PythonError> {
         let Some(app) = app else { return Ok(None) };
-        let app = WsgiApp::new(py, app, limits.access_log).map_err(|e| crate::python::python_error(py, e))?;
+        let app = WsgiApp::new(py, app, &limits).map_err(|e| crate::python::python_error(py, e))?;
         Engine::new(limits, Arc::new(app), Arc::new(Gil), self.selector.waker()).map(Some).map_err(|e| PythonError {
             kind: "OSError".into(),
             message: format!("cannot start the application threads: {e}"),
@@ -242,7 +242,7 @@ impl Reactor {
 /// what the client sent meanwhile: closing a socket with unread input makes
 /// the kernel reset the connection, which can destroy the response before
 /// the client has read it.
-fn refuse(fd: &OwnedFd, error: HttpError) {
+pub(super) fn refuse(fd: &OwnedFd, error: HttpError) {
     let response = error.response();
     let _ = nix::unistd::write(fd, &response);
     let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Write);

@@ -15,7 +15,8 @@ suite() ->
 
 all() ->
     [flask_app_over_keep_alive, app_exception_is_logged_with_the_context_id, options_are_checked,
-     asgi_is_refused_clearly, request_sent_before_the_handoff_is_served].
+     asgi_is_recognised, request_sent_before_the_handoff_is_served,
+     multiprocess_in_environ].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(py_reactor),
@@ -126,12 +127,18 @@ options_are_checked(_Config) ->
     {<<"HTTP/1.1 414 URI Too Long">>, _, _} = response(Sock),
     ok = py_reactor_context:stop(Ctx).
 
-asgi_is_refused_clearly(_Config) ->
-    {error, {python, <<"NotImplementedError">>, Message, _}} = start(asgi_app, #{}),
-    {_, _} = binary:match(Message, <<"ASGI">>),
-    {error, {python, <<"NotImplementedError">>, _, _}} =
-        start(raw_app, #{app_interface => asgi}),
-    ok.
+%% A coroutine function is served as ASGI (auto), and app_interface forces
+%% it: a WSGI callable forced to ASGI starts (its failure on the lifespan
+%% scope is taken as no lifespan support) and answers 500.
+asgi_is_recognised(_Config) ->
+    {ok, Ctx} = start(asgi_app, #{}),
+    ok = py_reactor_context:stop(Ctx),
+    {ok, Ctx2} = start(raw_app, #{app_interface => asgi}),
+    {LSock, Port} = listen(),
+    Sock = client(Ctx2, LSock, Port),
+    ok = gen_tcp:send(Sock, <<"GET / HTTP/1.1\r\nHost: test\r\n\r\n">>),
+    {<<"HTTP/1.1 500 Internal Server Error">>, _, _} = response(Sock),
+    ok = py_reactor_context:stop(Ctx2).
 
 %% A request the VM received on an active socket before handoff_socket/3 is
 %% the HTTP engine's first input: answered, not lost.
@@ -152,3 +159,61 @@ request_sent_before_the_handoff_is_served(_Config) ->
     ok = gen_tcp:close(C),
     ok = gen_tcp:close(L),
     ok = py_reactor_context:stop(Ctx).
+
+%% PEP 3333: `wsgi.multiprocess' is true when the same application runs in
+%% other processes at once. False for a lone context, true when the context
+%% is told so, and under a listener: false with one context, true in each
+%% of two.
+multiprocess_in_environ(_Config) ->
+    {LSock, Port} = listen(),
+    {ok, Lone} = start(plain_app, #{}),
+    [false] = environ_multiprocess([client(Lone, LSock, Port)]),
+    ok = py_reactor_context:stop(Lone),
+    {ok, Told} = start(plain_app, #{multiprocess => true}),
+    [true] = environ_multiprocess([client(Told, LSock, Port)]),
+    ok = py_reactor_context:stop(Told),
+    ok = gen_tcp:close(LSock),
+    {error, {bad_option, {multiprocess, yes}}} = start(plain_app, #{multiprocess => yes}),
+    CtxOpts = #{python_path => [apps_dir()], app_module => wsgi_apps, app_callable => plain_app},
+    [begin
+         {ok, _} = py_reactor:start_listener(Name, #{ip => {127, 0, 0, 1}, contexts => N,
+                                                     num_acceptors => 1,
+                                                     context_opts => CtxOpts}),
+         LPort = py_reactor:get_port(Name),
+         %% One client per context: the acceptor places each connection on
+         %% the context with the fewest.
+         Clients = [begin
+                        C = connect(LPort),
+                        wait_until(fun() -> active_connections(Name) =:= I end, {placed, I}),
+                        C
+                    end || I <- lists:seq(1, N)],
+         [1] = lists:usort([A || #{active_connections := A}
+                                     <- maps:get(contexts, py_reactor:info(Name))]),
+         Expected = environ_multiprocess(Clients),
+         ok = py_reactor:stop_listener(Name)
+     end || {Name, N, Expected} <- [{wsgi_one_context, 1, [false]},
+                                    {wsgi_two_contexts, 2, [true, true]}]],
+    ok.
+
+active_connections(Name) ->
+    maps:get(active_connections, py_reactor:info(Name)).
+
+%% `wsgi.multiprocess' as the application saw it, for each client in turn
+%% (an HTTP/1.0 request: the response ends with the connection).
+environ_multiprocess(Clients) ->
+    [begin
+         ok = gen_tcp:send(C, <<"GET /environ HTTP/1.0\r\n\r\n">>),
+         Response = recv_all(C, <<>>),
+         {match, [<<"200">>]} = re:run(Response, "^HTTP/1.[01] ([0-9]+)",
+                                       [{capture, all_but_first, binary}]),
+         {match, [Value]} = re:run(Response, "\"wsgi.multiprocess\": (true|false)",
+                                   [{capture, all_but_first, binary}]),
+         ok = gen_tcp:close(C),
+         binary_to_atom(Value)
+     end || C <- Clients].
+
+recv_all(Sock, Acc) ->
+    case gen_tcp:recv(Sock, 0, 10000) of
+        {ok, Data} -> recv_all(Sock, <<Acc/binary, Data/binary>>);
+        {error, closed} -> Acc
+    end.

@@ -189,7 +189,7 @@ def _no_args():
 
 
 async def asgi_app(scope, receive, send):
-    """An ASGI application: refused for now."""
+    """An ASGI application that answers nothing (served as ASGI: a 500)."""
 
 
 class AsgiObject:
