@@ -20,6 +20,12 @@ Workloads:
 - `http_keepalive`: 50 keep-alive connections (`HttpProtocol`); each round
   sends one `GET /` on every connection, then reads every answer, so that
   one wait of the port sees several connections ready, as with `wrk -c50`.
+- `wsgi_hello`, `wsgi_flask`: the same 50 connections and rounds against
+  the WSGI applications of the benchmark (`hello` and `flask` of
+  `bench/protocols/wsgi_bench_apps.py`), served by the port's HTTP engine
+  and its worker threads (`--tools` may add `ctxsw`: voluntary and
+  involuntary context switches of all the port's threads, from `/proc`,
+  without any tool attached).
 """
 
 from __future__ import annotations
@@ -140,10 +146,15 @@ def _dec(d: bytes, i: int) -> tuple[Any, int]:
 # --- one port ----------------------------------------------------------------
 
 
+# The CPU the port (and the tool that runs it) is pinned to, if any.
+PORT_CPU: str | None = None
+
+
 class Port:
     def __init__(self, exe: Path, tool: list[str]) -> None:
+        pin = ["taskset", "-c", PORT_CPU] if PORT_CPU is not None else []
         self.proc = subprocess.Popen(
-            [*tool, str(exe), "serve", "--vm-pid", str(os.getpid()),
+            [*pin, *tool, str(exe), "serve", "--vm-pid", str(os.getpid()),
              "--python-dir", str(ROOT / "python")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -209,14 +220,42 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
     return out
 
 
-def run(exe: Path, tool: list[str], workload: str, ops: int) -> None:
+def recv_response(sock: socket.socket, pending: bytearray) -> None:
+    """Reads one HTTP response with a Content-Length (and nothing more)."""
+    while b"\r\n\r\n" not in pending:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("connection closed")
+        pending += chunk
+    end = pending.index(b"\r\n\r\n") + 4
+    length = 0
+    for line in bytes(pending[:end]).split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(pending) < end + length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("connection closed")
+        pending += chunk
+    del pending[: end + length]
+
+
+def run(exe: Path, tool: list[str], workload: str, ops: int, counts: dict | None = None) -> None:
     port = Port(exe, tool)
-    factory = "EchoProtocol" if workload == "echo_pingpong_64" else "HttpProtocol"
-    options = {
-        Atom("python_path"): [str(PROTOCOLS)],
-        Atom("app_module"): "reactor_protocols",
-        Atom("app_callable"): factory,
-    }
+    if workload.startswith("wsgi_"):
+        options = {
+            Atom("python_path"): [str(PROTOCOLS)],
+            Atom("app_module"): "wsgi_bench_apps",
+            Atom("app_callable"): workload.removeprefix("wsgi_"),
+        }
+    else:
+        factory = "EchoProtocol" if workload == "echo_pingpong_64" else "HttpProtocol"
+        options = {
+            Atom("python_path"): [str(PROTOCOLS)],
+            Atom("app_module"): "reactor_protocols",
+            Atom("app_callable"): factory,
+        }
     reply = port.request(1, (Atom("setup"), 1, options))
     if reply != "ok":
         raise RuntimeError(f"setup failed: {reply!r}")
@@ -226,7 +265,16 @@ def run(exe: Path, tool: list[str], workload: str, ops: int) -> None:
         port.handoff(server)
         server.close()
         clients.append(client)
-    if workload == "echo_pingpong_64":
+    if counts is not None:
+        counts["before"] = context_switches(port.proc.pid)
+    if workload.startswith("wsgi_"):
+        buffers = [bytearray() for _ in clients]
+        for _ in range(ops // conns):
+            for c in clients:
+                c.sendall(REQUEST)
+            for c, pending in zip(clients, buffers, strict=True):
+                recv_response(c, pending)
+    elif workload == "echo_pingpong_64":
         message = b"x" * 64
         for _ in range(ops):
             clients[0].sendall(message)
@@ -244,9 +292,21 @@ def run(exe: Path, tool: list[str], workload: str, ops: int) -> None:
                     answer = len(head)
                 else:
                     recv_exactly(c, answer)
+    if counts is not None:
+        counts["after"] = context_switches(port.proc.pid)
     for c in clients:
         c.close()
     port.stop()
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary and involuntary context switches of all threads of `pid`."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if "ctxt_switches:" in line:
+                total += int(line.split()[1])
+    return total
 
 
 def callgrind_total(path: Path) -> int:
@@ -270,6 +330,11 @@ def measure(exe: Path, tool: str, workload: str, small: int, large: int) -> floa
     for ops in (small, large):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out"
+            if tool == "ctxsw":
+                counts: dict[str, int] = {}
+                run(exe, [], workload, ops, counts)
+                totals.append(counts["after"] - counts["before"])
+                continue
             if tool == "callgrind":
                 cmd = ["valgrind", "--tool=callgrind", "--quiet", f"--callgrind-out-file={out}"]
             else:
@@ -290,13 +355,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", default="callgrind,strace")
     parser.add_argument("--small", type=int, default=1000, help="operations of the short run")
     parser.add_argument("--large", type=int, default=6000, help="operations of the long run")
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="pin the port to CPU 1 and this driver to CPU 0, as the benchmark's "
+        "split pinning does (one CPU for all the port's threads)",
+    )
     args = parser.parse_args(argv)
+    if args.split:
+        global PORT_CPU
+        PORT_CPU = "1"
+        os.sched_setaffinity(0, {0})
     for workload in args.workloads.split(","):
         for tool in args.tools.split(","):
             for exe in args.port:
                 per_op = measure(exe, tool, workload, args.small, args.large)
-                unit = "instructions" if tool == "callgrind" else "system calls"
-                print(f"{workload}\t{tool}\t{exe}\t{per_op:,.1f} {unit} per operation", flush=True)
+                unit = {"callgrind": "instructions", "ctxsw": "context switches"}.get(
+                    tool, "system calls"
+                )
+                print(f"{workload}\t{tool}\t{exe}\t{per_op:,.2f} {unit} per operation", flush=True)
     return 0
 
 
