@@ -96,7 +96,11 @@ impl Carrier {
         let (name, second) = terms::request_head(bytes)?;
         match name.as_str() {
             "handoff" => as_u64(&second).filter(|id| *id > 0).map(Carrier::Handoff),
-            "setup" | "stats" | "stop" | "exec" | "eval" | "call" => Some(Carrier::Reply(second)),
+            // The reply nests the reference one level deeper: one that
+            // would make the reply too deep to decode gets a frame error.
+            "setup" | "stats" | "stop" | "exec" | "eval" | "call" => {
+                (terms::depth(&second) < terms::MAX_DEPTH).then_some(Carrier::Reply(second))
+            }
             _ => None,
         }
     }
@@ -613,6 +617,29 @@ impl Notice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reference_too_deep_for_a_reply_is_not_answered_with_it() {
+        // `{stats, Ref}` with `Ref` nested `n` tuples deep.
+        let frame = |n: usize| {
+            let mut bytes = vec![131, 104, 2, 119, 5];
+            bytes.extend_from_slice(b"stats");
+            for _ in 0..n {
+                bytes.extend_from_slice(&[104, 1]);
+            }
+            bytes.extend_from_slice(&[97, 1]);
+            bytes
+        };
+        let mut answered = 0;
+        for n in terms::MAX_DEPTH - 5..terms::MAX_DEPTH + 5 {
+            if let Some(Carrier::Reply(reference)) = Carrier::of_frame(&frame(n)) {
+                answered += 1;
+                let reply = Notice::failed(reference, &RequestFailure::BadTerm("too deep".into())).encode();
+                assert!(terms::decode(&reply).is_ok(), "the reply to a reference {n} deep cannot be decoded");
+            }
+        }
+        assert!(answered > 0 && answered < 10, "{answered} of 10 answered");
+    }
     use crate::terms::list;
 
     fn req(t: Term) -> Result<Request, RequestError> {

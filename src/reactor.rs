@@ -19,7 +19,7 @@ use crate::fdpass::{self, AuxChannel, AuxListener};
 use crate::framing::{Fill, MAX_FRAME};
 use crate::handoff::{Offer, Paired, Pairing};
 use crate::listening::{self, Listening};
-use crate::http::engine::{Engine, HttpConn};
+use crate::http::engine::{ConnState, Engine, HttpConn};
 use crate::message::{
     Carrier, CloseReason, ListenOptions, LogLevel, Notice, PythonError, Request, RequestError, RequestFailure, Stats,
 };
@@ -261,8 +261,13 @@ impl Reactor {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         self.apply_aio_requests();
-        let selector = &mut self.selector;
-        let waited = py.detach(|| selector.wait(&mut ready, timeout));
+        let waited = if self.http.is_some() {
+            // HTTP connections need no Python: served without the GIL.
+            py.detach(|| self.wait_http(&mut ready, timeout))
+        } else {
+            let selector = &mut self.selector;
+            py.detach(|| selector.wait(&mut ready, timeout))
+        };
         if self.idle_timeout.is_some() {
             self.now = Instant::now();
         }
@@ -281,8 +286,8 @@ impl Reactor {
             self.run_parked_calls(py);
         }
         if self.http.is_some() {
-            self.http_finished(py);
-            self.http_deadlines(py, Instant::now());
+            self.http_deadlines(Instant::now());
+            self.http_finished();
         }
         if !self.pairing.is_empty() {
             self.expire_pairing(Instant::now());
@@ -856,7 +861,7 @@ impl Reactor {
             if initial_data.is_empty() {
                 self.select(py, raw, Interest::READ);
             } else {
-                self.http_initial_data(py, raw, &initial_data);
+                self.http_initial_data(raw, &initial_data);
             }
             return;
         }
@@ -902,7 +907,7 @@ impl Reactor {
     fn on_readable(&mut self, py: Python<'_>, fd: RawFd) {
         let Some(conn) = self.connection(fd) else { return };
         match conn.handler {
-            Handler::Http(_) => return self.http_readable(py, fd),
+            Handler::Http(_) => return self.http_readable(fd),
             Handler::Asgi(_) => return self.asgi_readable(py, fd),
             Handler::Protocol(_) => {}
         }
@@ -1146,6 +1151,13 @@ impl Reactor {
                 self.log(LogLevel::Error, e.traceback.trim_end().to_string());
             }
         }
+        self.release_connection(conn_id, fd, reason);
+    }
+
+    /// The part of closing that calls no Python: deregister, shut down and
+    /// close the descriptor, then tell the VM.
+    fn release_connection(&mut self, conn_id: u64, fd: OwnedFd, reason: CloseReason) {
+        let raw = fd.as_raw_fd();
         let _ = self.selector.deregister(connection_key(raw));
         // The VM may still hold its own copy of the socket: shutting down
         // makes the peer see the close regardless. Not every descriptor is a
@@ -1261,8 +1273,13 @@ impl Reactor {
                 continue;
             }
             // Events only stamp the connection; its timer is moved here, when
-            // it fires early, rather than on every event.
-            let idle_until = conn.last_event + limit;
+            // it fires early, rather than on every event. An HTTP connection
+            // in the application gets no events but is not idle: its time
+            // starts again when the response is done (`http_finished`).
+            let idle_until = match &conn.handler {
+                Handler::Http(http) if http.state == ConnState::InApp => now + limit,
+                _ => conn.last_event + limit,
+            };
             if idle_until > now {
                 conn.idle_timer = Some(self.idle.insert(idle_until, (fd, conn_id)));
             } else {

@@ -60,6 +60,20 @@ pub fn validate(bytes: &[u8]) -> Result<(), TermError> {
     }
 }
 
+/// How deeply `term` nests: 1 for a term with nothing inside, one more for
+/// each container (tuple, list, map) around its deepest part, as
+/// [`decode`] counts against [`MAX_DEPTH`].
+pub fn depth(term: &Term) -> usize {
+    let inner = match term {
+        Term::Tuple(t) => t.elements.iter().map(depth).max(),
+        Term::List(l) => l.elements.iter().map(depth).max(),
+        Term::ImproperList(l) => l.elements.iter().chain(std::iter::once(&*l.last)).map(depth).max(),
+        Term::Map(m) => m.map.iter().map(|(k, v)| depth(k).max(depth(v))).max(),
+        _ => return 1,
+    };
+    1 + inner.unwrap_or(0)
+}
+
 /// The name and second element of a frame shaped `{Name, X, ...}`, read
 /// from its first bytes alone, whatever follows them: what a request that
 /// cannot be decoded as a whole still says about who is waiting for an

@@ -16,7 +16,7 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::pool::Pool;
+use super::pool::{Hold, Pool, STALL};
 use super::request::{self, Head};
 use super::{HttpError, Limits};
 use crate::readiness::Waker;
@@ -105,6 +105,12 @@ pub struct Engine {
     waker: Arc<Waker>,
     /// The connections' deadlines, by descriptor.
     deadlines: Timers<RawFd>,
+    /// When to look for jobs that have run past the pool's `STALL` ([`Pool::check`]).
+    pool_check: Option<Instant>,
+    /// Where the loop reads a connection's bytes before they are appended to
+    /// its buffer: one large buffer kept for every read, and each
+    /// connection's buffer only as large as what came (a head, usually).
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -114,16 +120,19 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine running `app` on `limits.threads` threads; `waker` wakes the
-    /// loop when a worker has finished.
-    pub fn new(limits: Limits, app: Arc<dyn App>, waker: Arc<Waker>) -> std::io::Result<Engine> {
+    /// An engine running `app` on `limits.threads` threads, each holding
+    /// `hold` while it runs requests; `waker` wakes the loop when a worker
+    /// has finished.
+    pub fn new(limits: Limits, app: Arc<dyn App>, hold: Arc<dyn Hold>, waker: Arc<Waker>) -> std::io::Result<Engine> {
         Ok(Engine {
             limits,
-            pool: Pool::new(limits.threads)?,
+            pool: Pool::new(limits.threads, hold)?,
             app,
             done: Arc::new(Mutex::new(Vec::new())),
             waker,
             deadlines: Timers::new(),
+            pool_check: None,
+            scratch: Vec::new(),
         })
     }
 
@@ -139,6 +148,12 @@ impl Engine {
             self.deadlines.cancel(id);
         }
         conn.deadline = at.map(|at| self.deadlines.insert(at, fd));
+    }
+
+    /// The buffer to read into (emptied), to be appended to a connection's.
+    pub fn read_buffer(&mut self) -> &mut Vec<u8> {
+        self.scratch.clear();
+        &mut self.scratch
     }
 
     /// The connection is closed: its deadline goes.
@@ -168,12 +183,20 @@ impl Engine {
                 self.set_deadline(fd, conn, None);
                 let exchange = Exchange { fd, conn_id, head, raw, peer: Arc::clone(&conn.peer), limits: self.limits };
                 let (app, done, waker) = (Arc::clone(&self.app), Arc::clone(&self.done), Arc::clone(&self.waker));
-                self.pool.submit(move || {
+                self.pool.submit(now, move || {
                     let finished = app.serve(exchange);
                     done.lock().unwrap_or_else(|p| p.into_inner()).push(finished);
-                    // A failed wake-up only delays the connection to the next event.
-                    let _ = waker.wake();
+                    // The response is out; the loop only has to take the
+                    // connection back. While jobs wait, the loop is not
+                    // woken for each: it takes back what is done when this
+                    // thread has none left, at its next event, or at the
+                    // latest when it checks the queue ([`Engine::check_pool`]).
+                    if !super::pool::more_queued() {
+                        // A failed wake-up only delays the connection to the next event.
+                        let _ = waker.wake();
+                    }
                 });
+                self.pool_check = crate::timers::earliest(self.pool_check, Some(now + STALL));
                 (Next::InApp, true)
             }
         }
@@ -201,7 +224,16 @@ impl Engine {
 
     /// When the next deadline falls, if any runs.
     pub fn next_deadline(&mut self) -> Option<Instant> {
-        self.deadlines.next_deadline()
+        crate::timers::earliest(self.deadlines.next_deadline(), self.pool_check)
+    }
+
+    /// Hands the queued requests to another worker if the running one's
+    /// request has run past the pool's `STALL` (it blocks where the pool
+    /// cannot see it, or is long), when that is due.
+    pub fn check_pool(&mut self, now: Instant) {
+        if self.pool_check.is_some_and(|at| at <= now) {
+            self.pool_check = self.pool.check(now);
+        }
     }
 
     /// Deadlines that fell by `now`, as (timer, descriptor): pass each to

@@ -3,22 +3,160 @@
 //!
 //! A fixed number of threads take jobs from one queue in order. A job that
 //! blocks holds its thread only: the others, and the loop, go on.
+//!
+//! Only one thread at a time can run Python (the GIL), so the pool does not
+//! wake a second thread while one is running jobs: the running thread takes
+//! the next job when it finishes one, keeping the GIL ([`Hold`]) from one
+//! job to the next instead of handing it to another thread for every
+//! request, and the threads sleep and wake much less. A thread counts as
+//! running unless it waits where the pool is told of it ([`blocking`]: the
+//! socket) or its job has run for [`STALL`] already: such a job is taken
+//! for one blocked where the pool cannot see it (`time.sleep`, a database
+//! call that releases the GIL), or for a long one, and queued jobs do not
+//! wait for it. A job is queued for a thread that is running; when none is,
+//! an idle thread is woken for it at once. The loop looks for jobs that
+//! became slow ([`Pool::check`]) when [`Pool::check`] says. Idle threads are
+//! woken last in, first out: the thread woken is the one whose stack and
+//! caches are warmest.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a job runs before the jobs queued behind its thread go to
+/// another thread.
+pub const STALL: Duration = Duration::from_millis(1);
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-#[derive(Default)]
-struct Queue {
-    jobs: Mutex<VecDeque<Job>>,
-    ready: Condvar,
+/// What a worker thread keeps from one job to the next and lets go of while
+/// it waits for work: for WSGI, the GIL and the thread's Python state.
+pub trait Hold: Send + Sync + 'static {
+    /// Runs `body`, the thread's whole life, holding it.
+    fn hold(&self, body: &mut dyn FnMut());
+    /// Runs `wait` without it; called only from inside `body`.
+    fn release(&self, wait: &mut (dyn FnMut() + Send));
+}
+
+/// Holds nothing: the jobs need no lock.
+#[derive(Debug, Default)]
+pub struct NoHold;
+
+impl Hold for NoHold {
+    fn hold(&self, body: &mut dyn FnMut()) {
+        body()
+    }
+
+    fn release(&self, wait: &mut (dyn FnMut() + Send)) {
+        wait()
+    }
+}
+
+/// One thread, as the pool sees it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Worker {
+    /// Told to look for a job.
+    woken: bool,
+    /// When its current job started, while it runs one.
+    started: Option<Instant>,
+    /// Not counted as running: its job waits in [`blocking`], or has run
+    /// for [`STALL`].
+    aside: bool,
+}
+
+struct State {
+    jobs: VecDeque<Job>,
+    /// Idle threads by index, the most recently idle last.
+    idle: Vec<usize>,
+    workers: Vec<Worker>,
+    /// Threads running a job (or woken to take one) and not set aside.
+    running: usize,
+}
+
+impl State {
+    /// Sets thread `i` aside (it stops counting as running); false if it was.
+    fn set_aside(&mut self, i: usize) -> bool {
+        let worker = &mut self.workers[i];
+        if worker.aside {
+            return false;
+        }
+        worker.aside = true;
+        self.running -= 1;
+        true
+    }
+
+    /// Counts thread `i` as running again.
+    fn take_back(&mut self, i: usize) {
+        let worker = &mut self.workers[i];
+        if std::mem::take(&mut worker.aside) {
+            self.running += 1;
+        }
+    }
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// One per thread, each waited on with `state`'s lock.
+    wake: Vec<Condvar>,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the most recently idle thread, if any is idle.
+    fn wake_one(&self, state: &mut State) {
+        if let Some(i) = state.idle.pop() {
+            state.workers[i].woken = true;
+            state.running += 1;
+            self.wake[i].notify_one();
+        }
+    }
+
+    /// Wakes a thread if jobs wait and none is running.
+    fn wake_if_needed(&self, state: &mut State) {
+        if state.running == 0 && !state.jobs.is_empty() {
+            self.wake_one(state);
+        }
+    }
+}
+
+thread_local! {
+    /// The pool of the current worker thread, and the thread's index in it.
+    static CURRENT: RefCell<Option<(Arc<Inner>, usize)>> = const { RefCell::new(None) };
+}
+
+/// Runs `wait`, a wait for the socket or a lock, telling the current
+/// thread's pool (if it is a pool thread) that this thread is not running
+/// meanwhile, so that queued jobs go to another thread.
+pub fn blocking<T>(wait: impl FnOnce() -> T) -> T {
+    let current = CURRENT.with(|c| c.borrow().clone());
+    let Some((pool, i)) = current else { return wait() };
+    let set_aside = {
+        let mut state = pool.lock();
+        let set_aside = state.set_aside(i);
+        pool.wake_if_needed(&mut state);
+        set_aside
+    };
+    let result = wait();
+    if set_aside {
+        pool.lock().take_back(i);
+    }
+    result
+}
+
+/// Whether jobs wait in the current worker thread's pool: its thread will
+/// take the next one when it finishes its own (false off a pool thread).
+pub fn more_queued() -> bool {
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|(pool, _)| !pool.lock().jobs.is_empty()))
 }
 
 /// A fixed pool of worker threads.
 pub struct Pool {
-    queue: Arc<Queue>,
+    inner: Arc<Inner>,
     threads: usize,
 }
 
@@ -29,39 +167,103 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// Starts `threads` worker threads (at least one). They live as long as
-    /// the process: the port exits without joining them.
-    pub fn new(threads: usize) -> std::io::Result<Pool> {
-        let queue = Arc::new(Queue::default());
+    /// Starts `threads` worker threads (at least one), each holding `hold`
+    /// while it runs jobs. They live as long as the process: the port exits
+    /// without joining them.
+    pub fn new(threads: usize, hold: Arc<dyn Hold>) -> std::io::Result<Pool> {
         let threads = threads.max(1);
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
+                // Thread 0 on top: the first woken.
+                idle: (0..threads).rev().collect(),
+                workers: vec![Worker::default(); threads],
+                running: 0,
+            }),
+            wake: (0..threads).map(|_| Condvar::new()).collect(),
+        });
         for i in 0..threads {
-            let queue = Arc::clone(&queue);
-            thread::Builder::new().name(format!("wsgi-{i}")).spawn(move || work(&queue))?;
+            let inner = Arc::clone(&inner);
+            let hold = Arc::clone(&hold);
+            thread::Builder::new().name(format!("wsgi-{i}")).spawn(move || {
+                CURRENT.with(|c| *c.borrow_mut() = Some((Arc::clone(&inner), i)));
+                hold.hold(&mut || work(&inner, &*hold, i));
+            })?;
         }
-        Ok(Pool { queue, threads })
+        Ok(Pool { inner, threads })
     }
 
-    /// Queues `job` for the next free thread.
-    pub fn submit(&self, job: impl FnOnce() + Send + 'static) {
-        let mut jobs = self.queue.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        jobs.push_back(Box::new(job));
-        drop(jobs);
-        self.queue.ready.notify_one();
+    /// Queues `job` at `now`; wakes a thread unless one is running (it
+    /// takes the job when it finishes its own).
+    pub fn submit(&self, now: Instant, job: impl FnOnce() + Send + 'static) {
+        let mut state = self.inner.lock();
+        state.jobs.push_back(Box::new(job));
+        set_aside_slow(&mut state, now);
+        self.inner.wake_if_needed(&mut state);
+    }
+
+    /// Sets aside the threads whose job has run for [`STALL`] by `now`, and
+    /// wakes a thread for the queued jobs if none is running then; returns
+    /// when to check again, as long as jobs wait.
+    pub fn check(&self, now: Instant) -> Option<Instant> {
+        let mut state = self.inner.lock();
+        if state.jobs.is_empty() {
+            return None;
+        }
+        let next = set_aside_slow(&mut state, now);
+        self.inner.wake_if_needed(&mut state);
+        Some(next)
     }
 }
 
-fn work(queue: &Queue) {
+/// Sets aside the running threads whose job has run for [`STALL`] by `now`;
+/// returns when the next of the others would have.
+fn set_aside_slow(state: &mut State, now: Instant) -> Instant {
+    let mut next = now + STALL;
+    for i in 0..state.workers.len() {
+        let Worker { started: Some(started), aside: false, .. } = state.workers[i] else { continue };
+        if now.saturating_duration_since(started) >= STALL {
+            state.set_aside(i);
+        } else {
+            next = next.min(started + STALL);
+        }
+    }
+    next
+}
+
+/// A worker thread's life: sleep (without `hold`) until woken, then take
+/// jobs until there is none.
+fn work(inner: &Inner, hold: &dyn Hold, i: usize) {
     loop {
-        let job = {
-            let mut jobs = queue.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                match jobs.pop_front() {
-                    Some(job) => break job,
-                    None => jobs = queue.ready.wait(jobs).unwrap_or_else(|p| p.into_inner()),
-                }
+        hold.release(&mut || {
+            let mut state = inner.lock();
+            while !state.workers[i].woken {
+                state = inner.wake[i].wait(state).unwrap_or_else(|p| p.into_inner());
             }
-        };
-        job();
+            state.workers[i].woken = false;
+        });
+        loop {
+            let job = {
+                let mut state = inner.lock();
+                state.take_back(i);
+                match state.jobs.pop_front() {
+                    Some(job) => {
+                        state.workers[i].started = Some(Instant::now());
+                        Some(job)
+                    }
+                    None => {
+                        state.workers[i].started = None;
+                        state.running -= 1;
+                        state.idle.push(i);
+                        None
+                    }
+                }
+            };
+            match job {
+                Some(job) => job(),
+                None => break,
+            }
+        }
     }
 }
 
@@ -69,23 +271,95 @@ fn work(queue: &Queue) {
 mod tests {
     use super::*;
     use std::sync::mpsc;
-    use std::time::Duration;
+
+    fn pool(threads: usize) -> Pool {
+        Pool::new(threads, Arc::new(NoHold)).unwrap()
+    }
 
     #[test]
     fn a_blocked_job_does_not_hold_the_others() {
-        let pool = Pool::new(2).unwrap();
+        let pool = pool(2);
         let (release, blocked) = mpsc::channel::<()>();
-        pool.submit(move || {
+        pool.submit(Instant::now(), move || {
             let _ = blocked.recv();
         });
         let (done, finished) = mpsc::channel();
         for i in 0..20 {
             let done = done.clone();
-            pool.submit(move || done.send(i).unwrap());
+            pool.submit(Instant::now(), move || done.send(i).unwrap());
         }
-        let mut got: Vec<i32> = (0..20).map(|_| finished.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        // The loop's part: it checks the queue at the time the pool names.
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < 20 && Instant::now() < deadline {
+            pool.check(Instant::now());
+            if let Ok(i) = finished.recv_timeout(STALL) {
+                got.push(i);
+            }
+        }
         got.sort_unstable();
         assert_eq!(got, (0..20).collect::<Vec<_>>());
         release.send(()).unwrap();
+    }
+
+    #[test]
+    fn a_thread_blocked_in_a_known_wait_hands_the_queue_on_at_once() {
+        let pool = pool(2);
+        let (release, blocked) = mpsc::channel::<()>();
+        pool.submit(Instant::now(), move || {
+            blocking(|| {
+                let _ = blocked.recv();
+            })
+        });
+        let (done, finished) = mpsc::channel();
+        for i in 0..5 {
+            let done = done.clone();
+            pool.submit(Instant::now(), move || done.send(i).unwrap());
+        }
+        // No check by the loop: the blocked thread woke the other itself.
+        let mut got: Vec<i32> = (0..5).map(|_| finished.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..5).collect::<Vec<_>>());
+        release.send(()).unwrap();
+    }
+
+    #[test]
+    fn jobs_queued_behind_a_slow_job_go_to_another_thread_at_once() {
+        let pool = pool(2);
+        let (start, started) = mpsc::channel::<()>();
+        let (release, blocked) = mpsc::channel::<()>();
+        pool.submit(Instant::now(), move || {
+            start.send(()).unwrap();
+            let _ = blocked.recv();
+        });
+        started.recv().unwrap();
+        thread::sleep(STALL * 3);
+        let (done, finished) = mpsc::channel();
+        pool.submit(Instant::now(), move || done.send(()).unwrap());
+        // No check by the loop: the submission saw the first job past STALL.
+        finished.recv_timeout(Duration::from_secs(10)).unwrap();
+        release.send(()).unwrap();
+    }
+
+    #[test]
+    fn a_running_thread_takes_the_queued_jobs_itself() {
+        let pool = pool(4);
+        let (start, started) = mpsc::channel::<()>();
+        let (go, wait) = mpsc::channel::<()>();
+        pool.submit(Instant::now(), move || {
+            start.send(()).unwrap();
+            let _ = wait.recv();
+        });
+        started.recv().unwrap();
+        let (done, finished) = mpsc::channel();
+        for _ in 0..10 {
+            let done = done.clone();
+            pool.submit(Instant::now(), move || done.send(thread::current().id()).unwrap());
+        }
+        // Nobody else was woken: the jobs wait for the running thread.
+        assert!(finished.recv_timeout(Duration::from_millis(50)).is_err());
+        go.send(()).unwrap();
+        let ids: Vec<_> = (0..10).map(|_| finished.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        assert!(ids.iter().all(|id| *id == ids[0]), "one thread ran them all");
     }
 }

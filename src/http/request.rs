@@ -65,9 +65,18 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, HttpE
         Some(n) if n > limits.max_request_line => return Err(HttpError::UriTooLong),
         _ => {}
     }
-    let mut storage = vec![httparse::EMPTY_HEADER; limits.max_header_count];
-    let mut request = httparse::Request::new(&mut storage);
-    let status = match request.parse(buf) {
+    // Most requests have a few headers: room for them on the stack; a
+    // request with more is parsed again with room for the limit.
+    let mut small = [httparse::EMPTY_HEADER; 32];
+    let mut large = Vec::new();
+    let mut request = httparse::Request::new(&mut small[..limits.max_header_count.min(32)]);
+    let mut parsed = request.parse(buf);
+    if matches!(parsed, Err(httparse::Error::TooManyHeaders)) && limits.max_header_count > 32 {
+        large.resize(limits.max_header_count, httparse::EMPTY_HEADER);
+        request = httparse::Request::new(&mut large);
+        parsed = request.parse(buf);
+    }
+    let status = match parsed {
         Ok(status) => status,
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadersTooLarge),
         Err(httparse::Error::Version) => return Err(HttpError::VersionNotSupported),
@@ -231,6 +240,22 @@ mod tests {
         assert_eq!(head(&big).unwrap_err().status(), 431);
         let body = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n";
         assert_eq!(head(body).unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn header_counts_around_the_stack_room_follow_the_limit() {
+        let request = |n: usize| {
+            let fields: String = (0..n).map(|i| format!("X-{i}: y\r\n")).collect();
+            format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n")
+        };
+        let (h, _) = head(&request(60)).unwrap().unwrap();
+        assert_eq!(h.headers.len(), 61);
+        let few = Limits { max_header_count: 10, ..limits() };
+        assert_eq!(parse(request(10).as_bytes(), &few).unwrap_err().status(), 431);
+        assert!(parse(request(9).as_bytes(), &few).unwrap().is_some());
+        let many = Limits { max_header_count: 40, ..limits() };
+        assert_eq!(parse(request(40).as_bytes(), &many).unwrap_err().status(), 431);
+        assert!(parse(request(39).as_bytes(), &many).unwrap().is_some());
     }
 
     #[test]

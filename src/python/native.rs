@@ -151,6 +151,11 @@ impl Shared {
         }
     }
 
+    /// Whether write-interest requests wait for [`Shared::take_write_requests`].
+    pub fn has_write_requests(&self) -> bool {
+        self.write_requested.load(Ordering::Acquire)
+    }
+
     /// Takes the write-interest requests made since the last call, as
     /// (descriptor, connection id).
     pub fn take_write_requests(&self) -> Vec<(RawFd, u64)> {

@@ -19,6 +19,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 
 use crate::http::body::{Body, BodyError};
 use crate::http::engine::{App, Done, Exchange};
+use crate::http::pool::{blocking, Hold};
 use crate::http::response::{KnownLength, Response};
 use crate::http::stream::{Direction, Stream};
 use crate::message::{LogLevel, Notice};
@@ -32,25 +33,41 @@ const DISCARD_BUDGET: u64 = 1024 * 1024;
 /// A WSGI application and what every request shares.
 pub struct WsgiApp {
     app: Py<PyAny>,
+    /// What every `environ` starts as ([`environ_template`]).
+    template: Py<PyDict>,
     file_wrapper: Py<PyType>,
-    errors: Py<PyAny>,
     body_error: Py<PyType>,
     access_log: bool,
-    multiprocess: bool,
 }
 
 impl WsgiApp {
     /// Wraps `app`, taking `erlang.wsgi`'s helpers.
     pub fn new(py: Python<'_>, app: Py<PyAny>, limits: &crate::http::Limits) -> PyResult<WsgiApp> {
         let module = py.import("erlang.wsgi")?;
+        let file_wrapper = module.getattr("FileWrapper")?.cast_into::<PyType>()?;
+        let errors = module.getattr("errors")?;
         Ok(WsgiApp {
             app,
-            file_wrapper: module.getattr("FileWrapper")?.cast_into::<PyType>()?.unbind(),
-            errors: module.getattr("errors")?.unbind(),
+            template: environ_template(py, &errors, file_wrapper.as_any(), limits.multiprocess)?.unbind(),
+            file_wrapper: file_wrapper.unbind(),
             body_error: module.getattr("RequestBodyError")?.cast_into::<PyType>()?.unbind(),
             access_log: limits.access_log,
-            multiprocess: limits.multiprocess,
         })
+    }
+}
+
+/// The GIL, which a worker thread keeps (with its Python thread state)
+/// from one request to the next, and releases while it waits for one.
+#[derive(Debug, Default)]
+pub struct Gil;
+
+impl Hold for Gil {
+    fn hold(&self, body: &mut dyn FnMut()) {
+        Python::attach(|_| body())
+    }
+
+    fn release(&self, wait: &mut (dyn FnMut() + Send)) {
+        Python::attach(|py| py.detach(wait))
     }
 }
 
@@ -131,10 +148,16 @@ impl WsgiApp {
             Err(e) => return self.failed(py, e, body, responder),
         };
         let sent = self.send(py, &result, responder);
-        // close() is called whatever happened, as PEP 3333 requires.
-        let closed = match result.getattr(pyo3::intern!(py, "close")) {
-            Ok(close) => close.call0().map(|_| ()),
-            Err(_) => Ok(()),
+        // close() is called whatever happened, as PEP 3333 requires. A list
+        // or tuple (the usual result) has none; for the rest, a missing
+        // attribute is looked up without raising (and formatting) an error.
+        let closed = if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+            Ok(())
+        } else {
+            match result.getattr_opt(pyo3::intern!(py, "close")) {
+                Ok(Some(close)) => close.call0().map(|_| ()),
+                Ok(None) | Err(_) => Ok(()),
+            }
         };
         match sent.and(closed) {
             Ok(()) => {
@@ -277,7 +300,7 @@ fn send_file(py: Python<'_>, wrapper: &Bound<'_, PyAny>, responder: &Bound<'_, S
                 break;
             }
             Ok(0) => {
-                if let Err(e) = py.detach(|| stream.wait(Direction::Write, timeout)) {
+                if let Err(e) = py.detach(|| blocking(|| stream.wait(Direction::Write, timeout))) {
                     r.failed = Some(e);
                 }
             }
@@ -329,7 +352,7 @@ impl StartResponse {
         while sent < out.len() {
             match stream.try_write(&out[sent..]) {
                 Ok(0) => {
-                    if let Err(e) = py.detach(|| stream.wait(Direction::Write, timeout)) {
+                    if let Err(e) = py.detach(|| blocking(|| stream.wait(Direction::Write, timeout))) {
                         self.failed = Some(e);
                         break;
                     }
@@ -500,7 +523,7 @@ fn lock<'a>(py: Python<'_>, body: &'a Mutex<Body>) -> MutexGuard<'a, Body> {
             Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
             // Only an application sharing `wsgi.input` between threads gets
             // here: the holder may be waiting for the GIL we hold.
-            Err(std::sync::TryLockError::WouldBlock) => py.detach(|| std::thread::sleep(Duration::from_millis(1))),
+            Err(std::sync::TryLockError::WouldBlock) => py.detach(|| blocking(|| std::thread::sleep(Duration::from_millis(1)))),
         }
     }
 }
@@ -509,11 +532,54 @@ fn lock<'a>(py: Python<'_>, body: &'a Mutex<Body>) -> MutexGuard<'a, Body> {
 fn waiter(py: Python<'_>, timeout: Duration) -> impl FnMut(&Stream, Direction) -> Result<(), Errno> + '_ {
     move |stream: &Stream, direction| {
         let stream = *stream;
-        py.detach(|| stream.wait(direction, timeout))
+        py.detach(|| blocking(|| stream.wait(direction, timeout)))
     }
 }
 
-/// The request's `environ` (PEP 3333).
+/// The entries every `environ` starts with: those that never change, and
+/// those every request sets (with `None` until it does), so that copying
+/// it gives a table with room for all of them and a few headers.
+fn environ_template<'py>(
+    py: Python<'py>,
+    errors: &Bound<'py, PyAny>,
+    file_wrapper: &Bound<'py, PyAny>,
+    multiprocess: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    use pyo3::intern;
+    let env = PyDict::new(py);
+    env.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
+    env.set_item(intern!(py, "wsgi.version"), (1, 0))?;
+    env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
+    env.set_item(intern!(py, "wsgi.errors"), errors)?;
+    env.set_item(intern!(py, "wsgi.multithread"), true)?;
+    env.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
+    env.set_item(intern!(py, "wsgi.run_once"), false)?;
+    env.set_item(intern!(py, "wsgi.file_wrapper"), file_wrapper)?;
+    for key in [
+        intern!(py, "REQUEST_METHOD"),
+        intern!(py, "PATH_INFO"),
+        intern!(py, "QUERY_STRING"),
+        intern!(py, "SERVER_NAME"),
+        intern!(py, "SERVER_PORT"),
+        intern!(py, "SERVER_PROTOCOL"),
+        intern!(py, "REMOTE_ADDR"),
+        intern!(py, "wsgi.input"),
+    ] {
+        env.set_item(key, py.None())?;
+    }
+    Ok(env)
+}
+
+/// `bytes` as a `str`, each byte one character (latin-1, as PEP 3333 has
+/// it for values from the request).
+fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.is_ascii() => PyString::new(py, text),
+        _ => PyString::new(py, &bytes.iter().map(|&b| b as char).collect::<String>()),
+    }
+}
+
+/// The request's `environ` (PEP 3333), from a copy of [`environ_template`].
 fn environ<'py>(
     py: Python<'py>,
     head: &crate::http::request::Head,
@@ -522,16 +588,29 @@ fn environ<'py>(
     app: &WsgiApp,
 ) -> PyResult<Bound<'py, PyDict>> {
     use pyo3::intern;
-    let env = PyDict::new(py);
-    let latin1 = |bytes: &[u8]| -> String { bytes.iter().map(|&b| b as char).collect() };
+    let env = app.template.bind(py).copy()?;
     let (path, query) = split_target(&head.target);
-    env.set_item(intern!(py, "REQUEST_METHOD"), head.method.as_str())?;
-    env.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
-    env.set_item(intern!(py, "PATH_INFO"), latin1(&percent_decode(path)))?;
-    env.set_item(intern!(py, "QUERY_STRING"), latin1(query))?;
+    let method = match head.method.as_str() {
+        "GET" => intern!(py, "GET").clone(),
+        "POST" => intern!(py, "POST").clone(),
+        "HEAD" => intern!(py, "HEAD").clone(),
+        other => PyString::new(py, other),
+    };
+    env.set_item(intern!(py, "REQUEST_METHOD"), method)?;
+    if path == b"/" {
+        env.set_item(intern!(py, "PATH_INFO"), intern!(py, "/"))?;
+    } else {
+        env.set_item(intern!(py, "PATH_INFO"), latin1(py, &percent_decode(path)))?;
+    }
+    if query.is_empty() {
+        env.set_item(intern!(py, "QUERY_STRING"), intern!(py, ""))?;
+    } else {
+        env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
+    }
     env.set_item(intern!(py, "SERVER_NAME"), peer.server_name.as_str())?;
     env.set_item(intern!(py, "SERVER_PORT"), peer.server_port.as_str())?;
-    env.set_item(intern!(py, "SERVER_PROTOCOL"), head.protocol())?;
+    let protocol = if head.minor == 0 { intern!(py, "HTTP/1.0") } else { intern!(py, "HTTP/1.1") };
+    env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
     env.set_item(intern!(py, "REMOTE_ADDR"), peer.remote_addr.as_str())?;
     if !peer.remote_port.is_empty() {
         env.set_item(intern!(py, "REMOTE_PORT"), peer.remote_port.as_str())?;
@@ -543,17 +622,17 @@ fn environ<'py>(
         if name.contains('_') {
             continue;
         }
-        let value = latin1(value);
         if name.eq_ignore_ascii_case("content-type") {
-            env.set_item(intern!(py, "CONTENT_TYPE"), value)?;
+            env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value))?;
             continue;
         }
         if name.eq_ignore_ascii_case("content-length") {
-            env.set_item(intern!(py, "CONTENT_LENGTH"), value.trim())?;
+            env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, value.trim_ascii()))?;
             continue;
         }
         if name.eq_ignore_ascii_case("cookie") {
             // Cookies join with "; ", never with a comma.
+            let value: String = value.iter().map(|&b| b as char).collect();
             match &mut cookies {
                 Some(all) => {
                     all.push_str("; ");
@@ -563,24 +642,19 @@ fn environ<'py>(
             }
             continue;
         }
-        let key = format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"));
-        let joined = match env.get_item(key.as_str())? {
-            Some(earlier) => format!("{},{value}", earlier.extract::<String>()?),
-            None => value,
-        };
-        env.set_item(key, joined)?;
+        let key = header_key(py, name);
+        match env.get_item(&key)? {
+            Some(earlier) => {
+                let value: String = value.iter().map(|&b| b as char).collect();
+                env.set_item(key, format!("{},{value}", earlier.extract::<String>()?))?
+            }
+            None => env.set_item(key, latin1(py, value))?,
+        }
     }
     if let Some(cookies) = cookies {
         env.set_item(intern!(py, "HTTP_COOKIE"), cookies)?;
     }
-    env.set_item(intern!(py, "wsgi.version"), (1, 0))?;
-    env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
     env.set_item(intern!(py, "wsgi.input"), Bound::new(py, input)?)?;
-    env.set_item(intern!(py, "wsgi.errors"), app.errors.bind(py))?;
-    env.set_item(intern!(py, "wsgi.multithread"), true)?;
-    env.set_item(intern!(py, "wsgi.multiprocess"), app.multiprocess)?;
-    env.set_item(intern!(py, "wsgi.run_once"), false)?;
-    env.set_item(intern!(py, "wsgi.file_wrapper"), app.file_wrapper.bind(py))?;
     // `wsgi.input` returns b'' at the end of the body, chunked or not: the
     // extension frameworks (werkzeug) check before reading a body that has
     // no length. Only then: with it, werkzeug reads with `read()` and no
@@ -589,6 +663,37 @@ fn environ<'py>(
         env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
     }
     Ok(env)
+}
+
+/// The `environ` key of a header: `HTTP_` and the name in upper case with
+/// `-` as `_`; the common ones interned, so their hash is computed once.
+fn header_key<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
+    use pyo3::intern;
+    let common = |lower: &str| -> Option<&Bound<'py, PyString>> {
+        Some(match lower {
+            "host" => intern!(py, "HTTP_HOST"),
+            "user-agent" => intern!(py, "HTTP_USER_AGENT"),
+            "accept" => intern!(py, "HTTP_ACCEPT"),
+            "accept-encoding" => intern!(py, "HTTP_ACCEPT_ENCODING"),
+            "accept-language" => intern!(py, "HTTP_ACCEPT_LANGUAGE"),
+            "connection" => intern!(py, "HTTP_CONNECTION"),
+            "referer" => intern!(py, "HTTP_REFERER"),
+            "origin" => intern!(py, "HTTP_ORIGIN"),
+            "authorization" => intern!(py, "HTTP_AUTHORIZATION"),
+            "cache-control" => intern!(py, "HTTP_CACHE_CONTROL"),
+            "x-forwarded-for" => intern!(py, "HTTP_X_FORWARDED_FOR"),
+            _ => return None,
+        })
+    };
+    if name.len() <= 16 {
+        let mut lower = [0u8; 16];
+        lower[..name.len()].copy_from_slice(name.as_bytes());
+        lower[..name.len()].make_ascii_lowercase();
+        if let Some(key) = std::str::from_utf8(&lower[..name.len()]).ok().and_then(common) {
+            return key.clone();
+        }
+    }
+    PyString::new(py, &format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_")))
 }
 
 /// The path and the query of a request target, in origin or absolute form.

@@ -5,7 +5,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use eetf::Term;
 use nix::errno::Errno;
@@ -15,8 +15,8 @@ use super::{Connection, Handler, Reactor, READ_SIZE};
 use crate::http::engine::{Engine, Next, Peer};
 use crate::http::{HttpError, Limits};
 use crate::message::{CloseReason, PythonError};
-use crate::python::wsgi::WsgiApp;
-use crate::readiness::Interest;
+use crate::python::wsgi::{Gil, WsgiApp};
+use crate::readiness::{Interest, Ready};
 use crate::terms::{as_atom, as_bytes, as_u64};
 
 impl Reactor {
@@ -29,27 +29,99 @@ impl Reactor {
     ) -> Result<Option<Engine>, PythonError> {
         let Some(app) = app else { return Ok(None) };
         let app = WsgiApp::new(py, app, &limits).map_err(|e| crate::python::python_error(py, e))?;
-        Engine::new(limits, Arc::new(app), self.selector.waker()).map(Some).map_err(|e| PythonError {
+        Engine::new(limits, Arc::new(app), Arc::new(Gil), self.selector.waker()).map(Some).map_err(|e| PythonError {
             kind: "OSError".into(),
             message: format!("cannot start the application threads: {e}"),
             traceback: String::new(),
         })
     }
 
-    pub(super) fn http_readable(&mut self, py: Python<'_>, fd: RawFd) {
+    /// Waits for events like [`crate::readiness::Selector::wait`], with the
+    /// GIL released, and serves what needs no Python itself, turn after
+    /// turn, without taking the GIL: reads of HTTP connections, the requests
+    /// workers finished, the HTTP deadlines. Returns, with the events left
+    /// to serve in `ready`, when something needs Python: another kind of
+    /// event, a timer or another deadline due, frames or asyncio work
+    /// waiting, the loop's end. So the loop takes the GIL from the workers
+    /// only for what is not HTTP, and never waits for the GIL to serve HTTP.
+    pub(super) fn wait_http(&mut self, ready: &mut Vec<Ready>, mut timeout: Option<Duration>) -> std::io::Result<()> {
+        loop {
+            self.selector.wait(ready, timeout)?;
+            let now = Instant::now();
+            if self.idle_timeout.is_some() {
+                self.now = now;
+            }
+            // Events stay in order: the others are served later, under the GIL.
+            ready.retain(|event| !self.http_event(*event));
+            // Deadlines first: see `http_deadlines`.
+            self.http_deadlines(now);
+            self.http_finished();
+            self.apply_aio_requests();
+            if !ready.is_empty() || self.needs_python(now) {
+                return Ok(());
+            }
+            let aio = self.aio.as_ref().and_then(|aio| aio.timeout(&self.shared.aio));
+            let deadline = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            timeout = match (deadline, aio) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+
+    /// Serves `event` if it is an HTTP connection's; false if it is not.
+    fn http_event(&mut self, event: Ready) -> bool {
+        let Some(fd) = event.key.checked_sub(super::KEY_FIRST_CONNECTION) else { return false };
+        let fd = fd as RawFd;
+        let Some(Some(conn)) = self.connections.get_mut(fd as usize) else { return false };
+        if !matches!(conn.handler, Handler::Http(_)) {
+            return false;
+        }
+        if self.idle_timeout.is_some() {
+            conn.last_event = self.now;
+        }
+        if event.interest.read {
+            self.http_readable(fd);
+        }
+        if self.connection(fd).is_some() {
+            if let Err(e) = self.selector.settle(event.key) {
+                self.close_http(fd, CloseReason::Io(super::io_errno(&e)));
+            }
+        }
+        true
+    }
+
+    /// Whether the loop has work that needs Python (or its end) now.
+    fn needs_python(&mut self, now: Instant) -> bool {
+        self.exit.is_some()
+            || self.shared.outbound.is_broken()
+            || crate::lifeline::parent_gone()
+            || self.input.as_ref().is_some_and(|input| input.has_queued())
+            || !self.parked_calls.is_empty()
+            || !self.pairing.is_empty()
+            || self.shared.has_write_requests()
+            || self.aio.as_ref().and_then(|aio| aio.timeout(&self.shared.aio)).is_some_and(|t| t.is_zero())
+            || self.next_deadline().is_some_and(|at| at <= now)
+    }
+
+    pub(super) fn http_readable(&mut self, fd: RawFd) {
         let Some(Some(Connection { conn_id, fd: owned, handler: Handler::Http(conn), .. })) =
             self.connections.get_mut(fd as usize)
         else {
             return;
         };
         let conn_id = *conn_id;
-        conn.buf.reserve(READ_SIZE);
-        let result = read_into_spare(owned.as_fd(), &mut conn.buf);
+        let Some(engine) = &mut self.http else { return };
+        let scratch = engine.read_buffer();
+        scratch.reserve(READ_SIZE);
+        let result = read_into_spare(owned.as_fd(), scratch);
+        if let Ok(n) = result {
+            conn.buf.extend_from_slice(&scratch[..n]);
+        }
         let next = match result {
-            Ok(0) => return self.close(py, fd, CloseReason::Eof),
+            Ok(0) => return self.close_http(fd, CloseReason::Eof),
             Ok(n) => {
                 self.shared.bytes_in.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                let Some(engine) = &mut self.http else { return };
                 let (next, counted) = engine.advance(fd, conn_id, conn, Instant::now());
                 if counted {
                     self.counters.total_requests += 1;
@@ -57,14 +129,14 @@ impl Reactor {
                 next
             }
             Err(Errno::EAGAIN | Errno::EINTR) => Next::Read,
-            Err(errno) => return self.close(py, fd, CloseReason::Io(errno)),
+            Err(errno) => return self.close_http(fd, CloseReason::Io(errno)),
         };
-        self.http_next(py, fd, next);
+        self.http_next(fd, next);
     }
 
     /// Feeds the bytes the VM received before the handoff to the HTTP
     /// engine, as if the loop had read them, ahead of anything it reads.
-    pub(super) fn http_initial_data(&mut self, py: Python<'_>, fd: RawFd, data: &[u8]) {
+    pub(super) fn http_initial_data(&mut self, fd: RawFd, data: &[u8]) {
         let Some(Some(Connection { conn_id, handler: Handler::Http(conn), .. })) = self.connections.get_mut(fd as usize)
         else {
             return;
@@ -77,32 +149,49 @@ impl Reactor {
         if counted {
             self.counters.total_requests += 1;
         }
-        self.http_next(py, fd, next);
+        self.http_next(fd, next);
     }
 
-    fn http_next(&mut self, py: Python<'_>, fd: RawFd, next: Next) {
+    fn http_next(&mut self, fd: RawFd, next: Next) {
         match next {
-            Next::Read => self.select(py, fd, Interest::READ),
+            Next::Read => {
+                if let Err(e) = self.selector.select(super::connection_key(fd), Interest::READ) {
+                    self.close_http(fd, CloseReason::Io(super::io_errno(&e)));
+                }
+            }
             Next::InApp => {}
-            Next::Close => self.close(py, fd, CloseReason::Normal),
+            Next::Close => self.close_http(fd, CloseReason::Normal),
             Next::Refuse(error) => {
                 if let Some(conn) = self.connection(fd) {
                     refuse(&conn.fd, error);
                 }
-                self.close(py, fd, CloseReason::Normal);
+                self.close_http(fd, CloseReason::Normal);
             }
         }
     }
 
+    /// Closes an HTTP connection: like `Reactor::close`, with no Python to
+    /// call, so without the GIL.
+    fn close_http(&mut self, fd: RawFd, reason: CloseReason) {
+        let Some(mut conn) = self.connections.get_mut(fd as usize).and_then(Option::take) else { return };
+        if let (Handler::Http(http), Some(engine)) = (&mut conn.handler, &mut self.http) {
+            engine.forget(http);
+        }
+        if let Some(timer) = conn.idle_timer {
+            self.idle.cancel(timer);
+        }
+        self.release_connection(conn.conn_id, conn.fd, reason);
+    }
+
     /// Connections whose worker finished: the next request, or idle.
-    pub(super) fn http_finished(&mut self, py: Python<'_>) {
+    pub(super) fn http_finished(&mut self) {
         let Some(engine) = &self.http else { return };
         for done in engine.take_done() {
             let fd = done.fd;
             if done.python_error {
                 self.counters.python_errors += 1;
             }
-            let Some(Some(Connection { conn_id, handler: Handler::Http(conn), .. })) =
+            let Some(Some(Connection { conn_id, handler: Handler::Http(conn), last_event, .. })) =
                 self.connections.get_mut(fd as usize)
             else {
                 continue;
@@ -112,19 +201,27 @@ impl Reactor {
             if *conn_id != done.conn_id {
                 continue;
             }
+            let now = Instant::now();
+            // Back from the application: `idle_timeout` counts from here.
+            *last_event = now;
             let Some(engine) = &mut self.http else { return };
-            let (next, counted) = engine.resume(fd, conn, done, Instant::now());
+            let (next, counted) = engine.resume(fd, conn, done, now);
             if counted {
                 self.counters.total_requests += 1;
             }
-            self.http_next(py, fd, next);
+            self.http_next(fd, next);
         }
     }
 
     /// Idle connections past `keepalive_timeout` are closed; heads not
-    /// complete within `header_timeout` get 408.
-    pub(super) fn http_deadlines(&mut self, py: Python<'_>, now: Instant) {
+    /// complete within `header_timeout` get 408; the pool's queue is checked
+    /// for a stall. Called before [`Reactor::http_finished`]: a worker that
+    /// finished while jobs were queued did not wake the loop, and relies on
+    /// a queue check still to come, or on this turn's `http_finished` if the
+    /// check found the queue empty.
+    pub(super) fn http_deadlines(&mut self, now: Instant) {
         let Some(engine) = &mut self.http else { return };
+        engine.check_pool(now);
         if !engine.next_deadline().is_some_and(|at| at <= now) {
             return;
         }
@@ -135,7 +232,7 @@ impl Reactor {
             };
             let Some(engine) = &mut self.http else { return };
             if let Some(next) = engine.expire(conn, id) {
-                self.http_next(py, fd, next);
+                self.http_next(fd, next);
             }
         }
     }

@@ -573,3 +573,18 @@ fn stop_with_a_request_in_the_app_closes_everything() {
     assert!(c.closed());
     assert!(other.closed());
 }
+
+#[test]
+fn idle_timeout_spares_a_connection_inside_the_application() {
+    // The application holds the connection past the context's idle_timeout:
+    // no readiness event comes meanwhile, but the connection is busy, not idle.
+    let mut p = start("raw_app", vec![("idle_timeout", int(200))]);
+    let mut c = Client::new(&mut p);
+    let r = c.get("/sleep?s=0.7");
+    assert_eq!((r.status, r.text()), (200, "slept".to_string()));
+    // Idle again after the response: the timeout runs from there.
+    assert_eq!(c.get("/hello").text(), "Hello, world!");
+    assert!(c.closed());
+    assert!(is_atom(&p.wait_closed(c.id), "idle_timeout"), "closed for idleness");
+    assert_eq!(p.stat("total_requests"), 2);
+}
