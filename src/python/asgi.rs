@@ -33,7 +33,9 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use crate::http::chunked::Decoder;
 use crate::http::engine::Peer;
 use crate::http::request::{Framing, Head};
-use crate::http::response::date_header;
+use crate::http::response::{
+    date_header, finish_body, frame_body, reason_phrase, write_head, BodyFraming, Head as ResponseHead,
+};
 use crate::http::stream::Stream;
 use crate::http::{HttpError, Limits};
 use crate::message::{LogLevel, Notice};
@@ -145,14 +147,6 @@ enum Reply {
     Complete,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framed {
-    None,
-    Length(u64),
-    Chunked,
-    Close,
-}
-
 /// What the loop does next with a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -207,7 +201,7 @@ pub struct Conn {
     keep_alive: bool,
     reply: Reply,
     held: Option<(u16, Headers)>,
-    framed: Framed,
+    framed: BodyFraming,
     status: u16,
     body_bytes: u64,
     sent_body: u64,
@@ -270,7 +264,7 @@ impl Conn {
                 keep_alive: true,
                 reply: Reply::Complete,
                 held: None,
-                framed: Framed::None,
+                framed: BodyFraming::None,
                 status: 0,
                 body_bytes: 0,
                 sent_body: 0,
@@ -354,7 +348,7 @@ impl Conn {
         this.peer_gone = false;
         this.reply = Reply::NotStarted;
         this.held = None;
-        this.framed = Framed::None;
+        this.framed = BodyFraming::None;
         this.status = 0;
         this.body_bytes = 0;
         this.sent_body = 0;
@@ -674,106 +668,18 @@ impl Conn {
     fn emit_head(&mut self, final_length: Option<u64>) {
         let Some((status, headers)) = self.held.take() else { return };
         self.status = status;
-        let out = &mut self.out;
-        out.extend_from_slice(if self.minor == 0 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
-        out.extend_from_slice(status.to_string().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(reason(status).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        let mut length: Option<u64> = None;
-        let mut has_date = false;
-        for (name, value) in &headers {
-            if name.eq_ignore_ascii_case(b"content-length") {
-                let text = std::str::from_utf8(value).unwrap_or("").trim();
-                match text.parse::<u64>() {
-                    Ok(n) => length = Some(n),
-                    Err(_) => continue,
-                }
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                if value.split(|&b| b == b',').any(|t| trim(t).eq_ignore_ascii_case(b"close")) {
-                    self.keep_alive = false;
-                }
-                continue;
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") || name.eq_ignore_ascii_case(b"keep-alive") {
-                continue;
-            }
-            has_date |= name.eq_ignore_ascii_case(b"date");
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
-        let informational = (100..200).contains(&status) || status == 204;
-        let no_body = self.head_only || informational || status == 304;
-        let declared = length.is_some();
-        let length = length.or(final_length);
-        self.framed = match length {
-            _ if informational => Framed::None,
-            Some(n) => {
-                if !declared && status != 304 {
-                    out.extend_from_slice(b"Content-Length: ");
-                    out.extend_from_slice(n.to_string().as_bytes());
-                    out.extend_from_slice(b"\r\n");
-                }
-                if no_body {
-                    Framed::None
-                } else {
-                    Framed::Length(n)
-                }
-            }
-            None if no_body => Framed::None,
-            None if self.minor >= 1 => {
-                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-                Framed::Chunked
-            }
-            None => {
-                self.keep_alive = false;
-                Framed::Close
-            }
-        };
-        if !self.keep_alive {
-            out.extend_from_slice(b"Connection: close\r\n");
-        } else if self.minor == 0 {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        if !has_date {
-            out.extend_from_slice(date_header().as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
+        let status_line = format!("{status} {}", reason_phrase(status));
+        let head =
+            ResponseHead { minor: self.minor, head_only: self.head_only, code: status, status_line: status_line.as_bytes() };
+        let headers = headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice()));
+        self.framed = write_head(&mut self.out, head, headers, final_length, &mut self.keep_alive);
     }
 
     fn frame_body(&mut self, data: &[u8], more: bool) {
         self.body_bytes += data.len() as u64;
-        if !data.is_empty() {
-            match self.framed {
-                Framed::None => {}
-                Framed::Length(n) => {
-                    let room = n.saturating_sub(self.sent_body);
-                    let take = (data.len() as u64).min(room) as usize;
-                    self.out.extend_from_slice(&data[..take]);
-                    self.sent_body += take as u64;
-                    if take < data.len() {
-                        self.keep_alive = false;
-                    }
-                }
-                Framed::Chunked => {
-                    self.out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                    self.out.extend_from_slice(data);
-                    self.out.extend_from_slice(b"\r\n");
-                    self.sent_body += data.len() as u64;
-                }
-                Framed::Close => {
-                    self.out.extend_from_slice(data);
-                    self.sent_body += data.len() as u64;
-                }
-            }
-        }
+        frame_body(&mut self.out, self.framed, data, &mut self.sent_body, &mut self.keep_alive);
         if !more {
-            match self.framed {
-                Framed::Chunked => self.out.extend_from_slice(b"0\r\n\r\n"),
-                Framed::Length(n) if self.sent_body < n => self.keep_alive = false,
-                _ => {}
-            }
+            finish_body(&mut self.out, self.framed, self.sent_body, &mut self.keep_alive);
         }
     }
 
@@ -1108,18 +1014,12 @@ fn scope<'py>(py: Python<'py>, server: &Server, head: &Head, conn: &Conn) -> PyR
     Ok(scope)
 }
 
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |e| e + 1);
-    &bytes[start..end]
-}
-
 static WEBSOCKET_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether the request asks to become a WebSocket (`Upgrade: websocket`).
 fn is_websocket(head: &Head) -> bool {
     head.headers.iter().any(|(name, value)| {
-        name.eq_ignore_ascii_case("upgrade") && value.split(|&b| b == b',').any(|t| trim(t).eq_ignore_ascii_case(b"websocket"))
+        name.eq_ignore_ascii_case("upgrade") && value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"websocket"))
     })
 }
 
@@ -1141,61 +1041,6 @@ fn internal_error() -> Vec<u8> {
         date_header()
     )
     .into_bytes()
-}
-
-/// The reason phrase of a status code (RFC 9110, 15), empty for codes
-/// without one.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        103 => "Early Hints",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        203 => "Non-Authoritative Information",
-        204 => "No Content",
-        205 => "Reset Content",
-        206 => "Partial Content",
-        300 => "Multiple Choices",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        402 => "Payment Required",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        406 => "Not Acceptable",
-        407 => "Proxy Authentication Required",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        410 => "Gone",
-        411 => "Length Required",
-        412 => "Precondition Failed",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        416 => "Range Not Satisfiable",
-        417 => "Expectation Failed",
-        421 => "Misdirected Request",
-        422 => "Unprocessable Content",
-        426 => "Upgrade Required",
-        428 => "Precondition Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "",
-    }
 }
 
 fn log(level: LogLevel, text: String) {
