@@ -24,6 +24,10 @@
 //! A failing test prints the port's stderr and its last notices.
 #![allow(dead_code)]
 
+mod http_client;
+#[allow(unused_imports)] // only the HTTP tests use the client
+pub use http_client::{Client, Reply};
+
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::fs;
