@@ -38,9 +38,8 @@ use crate::http::response::{
 };
 use crate::http::stream::Stream;
 use crate::http::{HttpError, Limits};
-use crate::message::{LogLevel, Notice};
-use crate::python::native::Shared;
-use crate::python::python_error;
+use crate::message::LogLevel;
+use crate::python::{log, log_python_error};
 use crate::python::wsgi::{percent_decode, split_target};
 
 /// Pending response bytes above which `send` waits for the socket.
@@ -1043,13 +1042,3 @@ fn internal_error() -> Vec<u8> {
     .into_bytes()
 }
 
-fn log(level: LogLevel, text: String) {
-    if let Some(shared) = Shared::get() {
-        let _ = shared.outbound.send(&Notice::Log { level, text });
-    }
-}
-
-fn log_python_error(py: Python<'_>, err: PyErr) {
-    let error = python_error(py, err);
-    log(LogLevel::Error, error.traceback.trim_end().to_string());
-}

@@ -23,7 +23,7 @@ use eetf::Term;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::message::{PythonError, RequestFailure, SetupOptions};
+use crate::message::{LogLevel, Notice, PythonError, RequestFailure, SetupOptions};
 use convert::{py_to_term, term_to_py};
 use native::Shared;
 
@@ -189,6 +189,20 @@ pub fn python_error(py: Python<'_>, err: PyErr) -> PythonError {
         .map(|lines| lines.concat())
         .unwrap_or_else(|_| format!("{kind}: {message}\n"));
     PythonError { kind, message, traceback }
+}
+
+/// Sends a line to the VM's logger, from any thread; a line that cannot
+/// reach the VM (it is gone) has nowhere else to go.
+pub(crate) fn log(level: LogLevel, text: String) {
+    if let Some(shared) = native::Shared::get() {
+        let _ = shared.outbound.send(&Notice::Log { level, text });
+    }
+}
+
+/// Logs an exception's traceback (an application's error) at `error`.
+pub(crate) fn log_python_error(py: Python<'_>, err: PyErr) {
+    let error = python_error(py, err);
+    log(LogLevel::Error, error.traceback.trim_end().to_string());
 }
 
 fn code(text: &str) -> Result<CString, PythonError> {

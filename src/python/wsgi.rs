@@ -22,9 +22,8 @@ use crate::http::engine::{App, Done, Exchange};
 use crate::http::pool::{blocking, Hold};
 use crate::http::response::{KnownLength, Response};
 use crate::http::stream::{Direction, Stream};
-use crate::message::{LogLevel, Notice};
-use crate::python::native::Shared;
-use crate::python::python_error;
+use crate::message::LogLevel;
+use crate::python::{log, log_python_error};
 
 /// Bytes of an unread request body read and dropped after the response so
 /// that the connection can serve another request; past it, it is closed.
@@ -733,16 +732,6 @@ pub(crate) fn percent_decode(input: &[u8]) -> Vec<u8> {
     out
 }
 
-fn log(level: LogLevel, text: String) {
-    if let Some(shared) = Shared::get() {
-        let _ = shared.outbound.send(&Notice::Log { level, text });
-    }
-}
-
-fn log_python_error(py: Python<'_>, err: PyErr) {
-    let error = python_error(py, err);
-    log(LogLevel::Error, error.traceback.trim_end().to_string());
-}
 
 #[cfg(test)]
 mod tests {
