@@ -231,6 +231,30 @@ fn set_aside_slow(state: &mut State, now: Instant) -> Instant {
     next
 }
 
+/// Makes the calling thread, the loop, yield to the worker threads: its
+/// wake-ups no longer preempt a running worker on the same CPU
+/// (`SCHED_BATCH`, sched(7)); it runs when a worker waits or its time slice
+/// ends, and at once on an idle CPU. Without it, with the port on one CPU,
+/// every request arriving while a worker runs the application woke the loop
+/// in the middle of the application's call: two context switches per
+/// request, and the call stretched past [`STALL`] so that a second worker
+/// was woken to contend for the GIL (`docs/performance.md`). Threads
+/// created by the caller afterwards inherit the policy, so call it after
+/// [`Pool::new`]. Linux only; elsewhere it does nothing.
+pub fn yield_to_workers() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::libc;
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param for the call's duration.
+        let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_BATCH, &param) };
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+    }
+    Ok(())
+}
+
 /// A worker thread's life: sleep (without `hold`) until woken, then take
 /// jobs until there is none.
 fn work(inner: &Inner, hold: &dyn Hold, i: usize) {
@@ -274,6 +298,27 @@ mod tests {
 
     fn pool(threads: usize) -> Pool {
         Pool::new(threads, Arc::new(NoHold)).unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    fn policy() -> nix::libc::c_int {
+        unsafe { nix::libc::sched_getscheduler(0) }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_loop_yields_to_workers_started_before() {
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let pool = pool(1);
+            yield_to_workers().unwrap();
+            let (worker_tx, worker_rx) = mpsc::channel();
+            pool.submit(Instant::now(), move || worker_tx.send(policy()).unwrap());
+            tx.send((policy(), worker_rx.recv().unwrap())).unwrap();
+        });
+        let (the_loop, worker) = rx.recv().unwrap();
+        assert_eq!(the_loop, nix::libc::SCHED_BATCH);
+        assert_eq!(worker, nix::libc::SCHED_OTHER);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use super::{Connection, Handler, Reactor, READ_SIZE};
 use crate::http::engine::{Engine, Next, Peer};
 use crate::http::{HttpError, Limits};
-use crate::message::{CloseReason, PythonError};
+use crate::message::{CloseReason, LogLevel, PythonError};
 use crate::python::wsgi::{Gil, WsgiApp};
 use crate::readiness::{Interest, Ready};
 use crate::terms::{as_atom, as_bytes, as_u64};
@@ -29,11 +29,16 @@ impl Reactor {
     ) -> Result<Option<Engine>, PythonError> {
         let Some(app) = app else { return Ok(None) };
         let app = WsgiApp::new(py, app, &limits).map_err(|e| crate::python::python_error(py, e))?;
-        Engine::new(limits, Arc::new(app), Arc::new(Gil), self.selector.waker()).map(Some).map_err(|e| PythonError {
+        let engine = Engine::new(limits, Arc::new(app), Arc::new(Gil), self.selector.waker()).map_err(|e| PythonError {
             kind: "OSError".into(),
             message: format!("cannot start the application threads: {e}"),
             traceback: String::new(),
-        })
+        })?;
+        if let Err(e) = crate::http::pool::yield_to_workers() {
+            // Serving is correct without it, only slower on a busy CPU.
+            self.log(LogLevel::Warning, format!("the loop cannot yield to the WSGI threads (SCHED_BATCH): {e}"));
+        }
+        Ok(Some(engine))
     }
 
     /// Waits for events like [`crate::readiness::Selector::wait`], with the
