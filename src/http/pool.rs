@@ -10,10 +10,12 @@
 //! job to the next instead of handing it to another thread for every
 //! request, and the threads sleep and wake much less. A thread counts as
 //! running unless it waits where the pool is told of it ([`blocking`]: the
-//! socket) or its job has run for [`STALL`] already: such a job is taken
-//! for one blocked where the pool cannot see it (`time.sleep`, a database
-//! call that releases the GIL), or for a long one, and queued jobs do not
-//! wait for it. A job is queued for a thread that is running; when none is,
+//! socket) or its job has run for [`STALL`] and is stalled: blocked where
+//! the pool cannot see it (`time.sleep`, a database call that releases the
+//! GIL), which the thread's CPU clock tells, and queued jobs do not wait for
+//! it. A job that computes keeps its thread counted as running however
+//! long it takes: another thread could not run Python beside it, only take
+//! the GIL from it every switch interval. A job is queued for a thread that is running; when none is,
 //! an idle thread is woken for it at once. The loop looks for jobs that
 //! became slow ([`Pool::check`]) when [`Pool::check`] says. Idle threads are
 //! woken last in, first out: the thread woken is the one whose stack and
@@ -62,8 +64,79 @@ struct Worker {
     /// When its current job started, while it runs one.
     started: Option<Instant>,
     /// Not counted as running: its job waits in [`blocking`], or has run
-    /// for [`STALL`].
+    /// for [`STALL`] and is stalled.
     aside: bool,
+    /// The thread's CPU clock, once the thread has started (Linux).
+    clock: Option<CpuClock>,
+    /// The thread's CPU time at some instant, to measure its use since.
+    sample: Option<Sample>,
+}
+
+/// A thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), readable from another
+/// thread: the loop reads a worker's to tell a job that computes from one
+/// that is blocked.
+#[derive(Debug, Clone, Copy)]
+struct CpuClock(#[cfg(target_os = "linux")] nix::libc::clockid_t);
+
+impl CpuClock {
+    /// The calling thread's clock.
+    fn current() -> Option<CpuClock> {
+        #[cfg(target_os = "linux")]
+        {
+            use nix::libc;
+            let mut clock: libc::clockid_t = 0;
+            // SAFETY: `clock` is a valid out-pointer for the call's duration.
+            let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+            (rc == 0).then_some(CpuClock(clock))
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
+    /// The CPU time its thread has used, user and system.
+    fn read(self) -> Option<Duration> {
+        #[cfg(target_os = "linux")]
+        {
+            let time = nix::time::clock_gettime(nix::time::ClockId::from_raw(self.0)).ok()?;
+            Some(Duration::new(time.tv_sec() as u64, time.tv_nsec() as u32))
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+}
+
+/// A thread's CPU time `cpu` read at `at`.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    cpu: Duration,
+}
+
+impl Worker {
+    /// Whether its job, started at `started` and run for [`STALL`] by
+    /// `now`, is stalled: its thread had the CPU for less than a quarter of
+    /// the time since the job started or since the last sample, whichever
+    /// is later (a blocked thread has next to none; one that computes has
+    /// half even when another thread competes for its CPU). `None` when that cannot be told yet (the last sample too
+    /// recent: the time measured is at least [`STALL`], as a thread that
+    /// computes can be off its CPU for a moment); without a clock every such
+    /// job is stalled. Samples are renewed at most once per [`STALL`], so a
+    /// blocked job is found within [`STALL`] to twice that, and the loop
+    /// reads a clock only for a job past [`STALL`], never per request.
+    fn stalled(&mut self, started: Instant, now: Instant) -> Option<bool> {
+        let (Some(clock), Some(base)) = (self.clock, self.sample) else { return Some(true) };
+        let Some(cpu) = clock.read() else { return Some(true) };
+        if now.saturating_duration_since(base.at) >= STALL {
+            self.sample = Some(Sample { at: now, cpu });
+        }
+        // A sample from before the job counts the CPU of earlier jobs too,
+        // so a low use since it still proves the job blocked.
+        let window = now.saturating_duration_since(base.at.max(started));
+        if window < STALL {
+            return None;
+        }
+        Some(cpu.saturating_sub(base.cpu) < window / 4)
+    }
 }
 
 struct State {
@@ -216,16 +289,18 @@ impl Pool {
     }
 }
 
-/// Sets aside the running threads whose job has run for [`STALL`] by `now`;
-/// returns when the next of the others would have.
+/// Sets aside the running threads whose job has run for [`STALL`] by `now`
+/// and is stalled ([`Worker::stalled`]); returns when to look again.
 fn set_aside_slow(state: &mut State, now: Instant) -> Instant {
     let mut next = now + STALL;
     for i in 0..state.workers.len() {
         let Worker { started: Some(started), aside: false, .. } = state.workers[i] else { continue };
-        if now.saturating_duration_since(started) >= STALL {
-            state.set_aside(i);
-        } else {
+        if now.saturating_duration_since(started) < STALL {
             next = next.min(started + STALL);
+        } else if state.workers[i].stalled(started, now) == Some(true) {
+            state.set_aside(i);
+        } else if let Some(sample) = state.workers[i].sample {
+            next = next.min((sample.at + STALL).max(now + STALL / 4));
         }
     }
     next
@@ -258,6 +333,12 @@ pub fn yield_to_workers() -> std::io::Result<()> {
 /// A worker thread's life: sleep (without `hold`) until woken, then take
 /// jobs until there is none.
 fn work(inner: &Inner, hold: &dyn Hold, i: usize) {
+    if let Some(clock) = CpuClock::current() {
+        let sample = clock.read().map(|cpu| Sample { at: Instant::now(), cpu });
+        let mut state = inner.lock();
+        state.workers[i].clock = Some(clock);
+        state.workers[i].sample = sample;
+    }
     loop {
         hold.release(&mut || {
             let mut state = inner.lock();
@@ -384,6 +465,48 @@ mod tests {
         // No check by the loop: the submission saw the first job past STALL.
         finished.recv_timeout(Duration::from_secs(10)).unwrap();
         release.send(()).unwrap();
+    }
+
+    /// Queues five jobs behind one that computes for 30 STALLs, the loop
+    /// checking the pool meanwhile; whether they all waited for its thread.
+    #[cfg(target_os = "linux")]
+    fn queued_behind_a_computing_job() -> bool {
+        let pool = pool(2);
+        let (start, started) = mpsc::channel();
+        pool.submit(Instant::now(), move || {
+            start.send(thread::current().id()).unwrap();
+            let until = Instant::now() + STALL * 30;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        });
+        let computing = started.recv().unwrap();
+        let (done, finished) = mpsc::channel();
+        for _ in 0..5 {
+            let done = done.clone();
+            pool.submit(Instant::now(), move || done.send(thread::current().id()).unwrap());
+        }
+        let mut ids = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ids.len() < 5 && Instant::now() < deadline {
+            pool.check(Instant::now());
+            if let Ok(id) = finished.recv_timeout(STALL) {
+                ids.push(id);
+            }
+        }
+        assert_eq!(ids.len(), 5);
+        ids.iter().all(|id| *id == computing)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn jobs_queued_behind_a_computing_job_wait_for_its_thread() {
+        // The checks see the job past STALL but using its CPU: waking the
+        // other thread would only have it wait for the GIL. On a loaded
+        // machine the computing thread can be off its CPU for a whole STALL
+        // and be taken for stalled, so one of three tries must show it; a
+        // pool that sets every long job aside fails all three.
+        assert!((0..3).any(|_| queued_behind_a_computing_job()), "the queued jobs went to another thread");
     }
 
     #[test]
