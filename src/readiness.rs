@@ -217,15 +217,32 @@ impl Selector {
     /// delivered direction is disarmed; the other stays armed. `None` waits
     /// without a timeout, which spares `polling` arming a timer of its own.
     pub fn wait(&mut self, out: &mut Vec<Ready>, timeout: Option<Duration>) -> io::Result<()> {
+        self.poll(timeout)?;
+        self.deliver_polled(out)
+    }
+
+    /// The first half of [`Selector::wait`]: waits for events and keeps
+    /// them, undelivered, for [`Selector::deliver_polled`]. Between the two
+    /// the caller may arm what it knows it wants (a connection a worker
+    /// finished with), so that an event that came for it meanwhile is
+    /// delivered, not taken for unwanted and the descriptor narrowed only to
+    /// be widened again: two `epoll_ctl` calls for nothing.
+    pub fn poll(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.events.clear();
         match self.poller.wait(&mut self.events, round_up(timeout)) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(e),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(e),
         }
+    }
+
+    /// The second half of [`Selector::wait`]: delivers the events of the
+    /// last [`Selector::poll`] as armed now, appending them to `out`.
+    pub fn deliver_polled(&mut self, out: &mut Vec<Ready>) -> io::Result<()> {
         let mut events = std::mem::take(&mut self.fired);
         events.clear();
         events.extend(self.events.iter().map(|e| (e.key, Interest::of_event(&e))));
+        self.events.clear();
         let result = self.deliver(&events, out);
         self.fired = events;
         result
@@ -370,6 +387,31 @@ mod tests {
             sel.select(4, Interest::READ).unwrap();
         }
         sel.deregister(4).unwrap();
+    }
+
+    #[test]
+    fn a_read_armed_between_poll_and_delivery_is_delivered_and_stays_watched() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut sel = Selector::new().unwrap();
+        unsafe { sel.register(a.as_fd(), 5).unwrap() };
+        sel.select(5, Interest::READ).unwrap();
+        b.write_all(b"x").unwrap();
+        assert_eq!(wait(&mut sel).len(), 1);
+        (&a).read_exact(&mut [0u8; 1]).unwrap();
+        // Not armed when the next byte comes (a worker has the connection),
+        // armed again before the event is delivered.
+        b.write_all(b"y").unwrap();
+        sel.poll(T).unwrap();
+        sel.select(5, Interest::READ).unwrap();
+        let mut out = Vec::new();
+        sel.deliver_polled(&mut out).unwrap();
+        assert_eq!(out, vec![Ready { key: 5, interest: Interest::READ }]);
+        assert_eq!(watched(&sel, 5), Some(Interest::READ), "never narrowed, so no epoll_ctl");
+        // Polled events are delivered once.
+        out.clear();
+        sel.deliver_polled(&mut out).unwrap();
+        assert!(out.is_empty());
+        sel.deregister(5).unwrap();
     }
 
     #[test]

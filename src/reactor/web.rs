@@ -51,7 +51,12 @@ impl Reactor {
     /// only for what is not HTTP, and never waits for the GIL to serve HTTP.
     pub(super) fn wait_http(&mut self, ready: &mut Vec<Ready>, mut timeout: Option<Duration>) -> std::io::Result<()> {
         loop {
-            self.selector.wait(ready, timeout)?;
+            self.selector.poll(timeout)?;
+            // Connections the workers finished are armed again before the
+            // events are delivered: see `Selector::poll`. Under load the
+            // client's next request is usually among them.
+            self.http_finished();
+            self.selector.deliver_polled(ready)?;
             let now = Instant::now();
             if self.idle_timeout.is_some() {
                 self.now = now;
