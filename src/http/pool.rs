@@ -15,11 +15,11 @@
 //! GIL), which the thread's CPU clock tells, and queued jobs do not wait for
 //! it. A job that computes keeps its thread counted as running however
 //! long it takes: another thread could not run Python beside it, only take
-//! the GIL from it every switch interval. A job is queued for a thread that is running; when none is,
-//! an idle thread is woken for it at once. The loop looks for jobs that
-//! became slow ([`Pool::check`]) when [`Pool::check`] says. Idle threads are
-//! woken last in, first out: the thread woken is the one whose stack and
-//! caches are warmest.
+//! the GIL from it every switch interval. A job is queued for a thread that
+//! is running; when none is, an idle thread is woken for it at once. The
+//! loop looks for stalled jobs ([`Pool::check`]) when [`Pool::check`] says.
+//! Idle threads are woken last in, first out: the thread woken is the one
+//! whose stack and caches are warmest.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -117,12 +117,13 @@ impl Worker {
     /// `now`, is stalled: its thread had the CPU for less than a quarter of
     /// the time since the job started or since the last sample, whichever
     /// is later (a blocked thread has next to none; one that computes has
-    /// half even when another thread competes for its CPU). `None` when that cannot be told yet (the last sample too
-    /// recent: the time measured is at least [`STALL`], as a thread that
-    /// computes can be off its CPU for a moment); without a clock every such
-    /// job is stalled. Samples are renewed at most once per [`STALL`], so a
-    /// blocked job is found within [`STALL`] to twice that, and the loop
-    /// reads a clock only for a job past [`STALL`], never per request.
+    /// half even when another thread competes for its CPU). `None` when
+    /// that cannot be told yet (the last sample too recent: the time
+    /// measured is at least [`STALL`], as a thread that computes can be off
+    /// its CPU for a moment); without a clock every such job is stalled.
+    /// Samples are renewed at most once per [`STALL`], so a blocked job is
+    /// found within [`STALL`] to twice that, and the loop reads a clock only
+    /// for a job past [`STALL`], never per request.
     fn stalled(&mut self, started: Instant, now: Instant) -> Option<bool> {
         let (Some(clock), Some(base)) = (self.clock, self.sample) else { return Some(true) };
         let Some(cpu) = clock.read() else { return Some(true) };
