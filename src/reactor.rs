@@ -48,6 +48,11 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 100;
 /// it gives the rest back to the allocator, see [`buffer::read`]).
 const READ_SIZE: usize = 64 * 1024;
 
+/// Logged at setup when `record_bytes` is on and the application is a WSGI
+/// or ASGI one: its connections' bytes are not recorded (docs/recording.md).
+const RECORD_BYTES_NOT_HTTP: &str = "record_bytes: the bytes of HTTP connections served by a WSGI or ASGI \
+     application are not recorded; their frames and descriptors are";
+
 fn connection_key(fd: RawFd) -> usize {
     fd as usize + KEY_FIRST_CONNECTION
 }
@@ -539,6 +544,9 @@ impl Reactor {
                         .and_then(|app| Ok((app, Bridge::load(py)?)))
                         .map_err(RequestFailure::Python)
                         .and_then(|(app, bridge)| {
+                            if app.is_some() && self.shared.recorder.as_ref().is_some_and(|r| r.connection_bytes()) {
+                                self.log(LogLevel::Warning, RECORD_BYTES_NOT_HTTP.into());
+                            }
                             let wsgi = match app {
                                 Some(python::WebApp::Asgi(app)) => {
                                     self.asgi_setup(py, app, &options)?;

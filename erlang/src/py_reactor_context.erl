@@ -99,7 +99,9 @@
 %%     {@link py_reactor_recording:read/1}. Off by default.</dd>
 %% <dt>`record_bytes' (`boolean()', default `false')</dt>
 %% <dd>With `record': also every byte read from and written to each
-%%     connection (`--record-bytes').</dd>
+%%     protocol connection (`--record-bytes'); the connections of a WSGI or
+%%     ASGI application are not recorded byte by byte, and the port logs a
+%%     warning saying so.</dd>
 %% <dt>`python' (`file:filename_all()')</dt>
 %% <dd>A Python executable, typically a virtualenv's `bin/python' (a name
 %%     without a slash is looked up on `PATH'). The context's interpreter

@@ -86,6 +86,29 @@ fn an_echo_session_replays_green() {
 }
 
 #[test]
+fn record_bytes_with_a_wsgi_application_says_its_http_bytes_are_not_recorded() {
+    let dir = TempDir::new("rec_wsgi");
+    let mut p = recording_port(&dir.join("wsgi.rec"), true);
+    let apps = repo_root().join("test").join("python");
+    let r = p.setup(vec![
+        ("python_path", list(vec![bin(apps.to_string_lossy().as_bytes())])),
+        ("app_module", bin("wsgi_apps")),
+        ("app_callable", bin("raw_app")),
+    ]);
+    assert!(is_atom(&r, "ok"), "setup: {}\n{}", show(&r), p.stderr_text());
+    p.wait_log("the warning", |level, text| {
+        level == "warning" && text.contains("record_bytes") && text.contains("not recorded")
+    });
+    // A protocol context records its bytes and says nothing of the kind.
+    let echo = dir.join("echo.rec");
+    let mut p = recording_port(&echo, true);
+    p.setup_std(ECHO, vec![]);
+    let (mut c, _) = p.handoff_tcp();
+    echo_roundtrip(&mut c, b"hello");
+    assert!(!p.logs.iter().any(|(_, text)| text.contains("record_bytes")), "{:?}", p.logs);
+}
+
+#[test]
 fn a_changed_protocol_shows_the_first_difference() {
     let dir = TempDir::new("rec_diff");
     let path = record_echo(&dir);
