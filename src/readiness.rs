@@ -389,14 +389,21 @@ mod tests {
         sel.deregister(4).unwrap();
     }
 
-    #[test]
-    fn a_read_armed_between_poll_and_delivery_is_delivered_and_stays_watched() {
+    /// A socket pair whose first end is registered under `key`, read armed,
+    /// after one read event delivered for a byte left unread.
+    fn after_one_read(key: usize) -> (UnixStream, UnixStream, Selector) {
         let (a, mut b) = UnixStream::pair().unwrap();
         let mut sel = Selector::new().unwrap();
-        unsafe { sel.register(a.as_fd(), 5).unwrap() };
-        sel.select(5, Interest::READ).unwrap();
+        unsafe { sel.register(a.as_fd(), key).unwrap() };
+        sel.select(key, Interest::READ).unwrap();
         b.write_all(b"x").unwrap();
         assert_eq!(wait(&mut sel).len(), 1);
+        (a, b, sel)
+    }
+
+    #[test]
+    fn a_read_armed_between_poll_and_delivery_is_delivered_and_stays_watched() {
+        let (a, mut b, mut sel) = after_one_read(5);
         (&a).read_exact(&mut [0u8; 1]).unwrap();
         // Not armed when the next byte comes (a worker has the connection),
         // armed again before the event is delivered.
@@ -416,12 +423,7 @@ mod tests {
 
     #[test]
     fn unwanted_readiness_is_reported_at_most_once() {
-        let (a, mut b) = UnixStream::pair().unwrap();
-        let mut sel = Selector::new().unwrap();
-        unsafe { sel.register(a.as_fd(), 5).unwrap() };
-        sel.select(5, Interest::READ).unwrap();
-        b.write_all(b"x").unwrap();
-        assert_eq!(wait(&mut sel).len(), 1);
+        let (_a, _b, mut sel) = after_one_read(5);
         // Not armed again, and the byte is left unread: one wait sees it and
         // drops read from the kernel's watch; none after that wakes at all.
         assert!(wait(&mut sel).is_empty());
