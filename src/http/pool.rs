@@ -27,8 +27,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long a job runs before the jobs queued behind its thread go to
-/// another thread.
+/// How long a job runs before the pool looks whether it is blocked, so
+/// that the jobs queued behind its thread go to another thread.
 pub const STALL: Duration = Duration::from_millis(1);
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -122,8 +122,9 @@ impl Worker {
     /// measured is at least [`STALL`], as a thread that computes can be off
     /// its CPU for a moment); without a clock every such job is stalled.
     /// Samples are renewed at most once per [`STALL`], so a blocked job is
-    /// found within [`STALL`] to twice that, and the loop reads a clock only
-    /// for a job past [`STALL`], never per request.
+    /// found [`STALL`] to twice that after it started (later by the loop's
+    /// timer resolution), and the loop reads a clock only for a job past
+    /// [`STALL`], never per request.
     fn stalled(&mut self, started: Instant, now: Instant) -> Option<bool> {
         let (Some(clock), Some(base)) = (self.clock, self.sample) else { return Some(true) };
         let Some(cpu) = clock.read() else { return Some(true) };
