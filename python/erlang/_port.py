@@ -3,8 +3,9 @@
 The port's real stdout carries the ``{packet,4}`` frames to the VM, so Python
 must never write to it.  The port points fd 1 at stderr before Python starts,
 and at start-up calls :func:`install`, which replaces ``sys.stdout`` and
-``sys.stderr`` with streams that send each complete line to the VM as a
-``{log, Level, Text}`` notice (``info`` for stdout, ``warning`` for stderr).
+``sys.stderr`` with streams that send what each write completes (up to its
+last newline) to the VM as one ``{log, Level, Text}`` notice (``info`` for
+stdout, ``warning`` for stderr).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ LogSink = Callable[[str, str], object]
 
 
 class LogStream(io.TextIOBase):
-    """A text stream that hands every complete line to a log function.
+    """A text stream that hands complete lines to a log function.
 
-    Text is buffered until a newline; each complete line (without its
-    newline) goes to ``sink(level, line)``.  :meth:`flush` sends a pending
-    partial line.  Writes from several threads are serialised, so lines never
-    interleave.
+    Text is buffered until a newline.  A write that completes lines sends
+    them, with what was pending before it and without the last newline, as
+    one ``sink(level, text)`` call: a logging handler's record, a traceback
+    included, is one log event in the VM, not one per line.  :meth:`flush`
+    sends a pending partial line.  Writes from several threads are
+    serialised, so lines never interleave.
     """
 
     encoding = "utf-8"
@@ -89,10 +92,9 @@ class LogStream(io.TextIOBase):
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
         with self._lock:
-            text = self._pending + s
-            *lines, self._pending = text.split("\n")
-            for line in lines:
-                self._emit(line)
+            complete, newline, self._pending = (self._pending + s).rpartition("\n")
+            if newline:
+                self._emit(complete)
         return len(s)
 
     def flush(self) -> None:

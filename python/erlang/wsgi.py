@@ -61,7 +61,8 @@ class FileWrapper:
 
 
 errors = LogStream("error", "wsgi.errors")
-"""``wsgi.errors``: each complete line is logged at ``error`` by the VM's logger."""
+"""``wsgi.errors``: logged at ``error`` by the VM's logger, one event per write
+that completes lines (a logging handler's record, traceback included, is one)."""
 
 
 def _is_coroutine(obj: Any) -> bool:

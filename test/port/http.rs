@@ -414,6 +414,19 @@ fn a_flask_app_under_the_validator() {
 }
 
 #[test]
+fn a_flask_exception_is_logged_as_one_event_with_its_traceback() {
+    // Flask answers 500 itself and logs the exception to `wsgi.errors`,
+    // one write of several lines: one log event, not one per line.
+    let mut p = start("flask_app", vec![]);
+    let mut c = Client::new(&mut p);
+    assert_eq!(c.get("/raise").status, 500);
+    let (_, text) = p.wait_log("Flask's logged exception", |level, text| level == "error" && text.contains("Exception on /raise"));
+    assert!(text.contains("\nTraceback (most recent call last):\n"), "{text}");
+    assert!(text.ends_with("ZeroDivisionError: division by zero"), "{text}");
+    assert!(!p.logs.iter().any(|(_, t)| t.starts_with("Traceback")), "no line logged on its own: {:?}", p.logs);
+}
+
+#[test]
 fn app_interface_picks_the_kind_of_app() {
     // A coroutine function, or an object whose __call__ is one, is served
     // as ASGI (test/port/asgi.rs): these answer nothing, hence a 500.

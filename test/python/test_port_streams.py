@@ -43,9 +43,31 @@ def test_partial_lines_wait_for_the_newline(stream, sink) -> None:
     assert sink.lines == [("info", "partial line")]
 
 
-def test_one_write_may_hold_several_lines(stream, sink) -> None:
+def test_one_write_of_several_lines_is_one_event(stream, sink) -> None:
+    stream.write("pending ")
     assert stream.write("a\n\nb\nc") == 6
-    assert sink.lines == [("info", "a"), ("info", ""), ("info", "b")]
+    assert sink.lines == [("info", "pending a\n\nb")]
+    stream.write("\n")
+    assert sink.lines == [("info", "pending a\n\nb"), ("info", "c")]
+
+
+def test_a_logged_traceback_is_one_event(stream, sink) -> None:
+    import logging
+
+    logger = logging.getLogger("test_port_streams")
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    try:
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            logger.exception("the request failed")
+    finally:
+        logger.removeHandler(handler)
+    assert len(sink.lines) == 1, sink.lines
+    level, text = sink.lines[0]
+    assert text.startswith("the request failed\nTraceback (most recent call last):\n")
+    assert text.endswith("ZeroDivisionError: division by zero")
 
 
 def test_flush_sends_a_partial_line_once(stream, sink) -> None:

@@ -64,7 +64,7 @@ def test_file_wrapper_iterates_in_blocks_and_closes() -> None:
     assert data.closed
 
 
-def test_errors_stream_logs_lines_at_error() -> None:
+def test_errors_stream_logs_complete_lines_at_error() -> None:
     lines: list[tuple[str, str]] = []
     def sink(level: str, line: str) -> None:
         lines.append((level, line))

@@ -229,6 +229,10 @@ def _flask():
 
         return Response(stream_with_context(parts()), mimetype="text/plain")
 
+    @app.route("/raise")
+    def fail():
+        return str(1 / 0)
+
     return app
 
 
