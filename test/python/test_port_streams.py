@@ -59,13 +59,14 @@ def test_a_logged_traceback_is_one_event(stream, sink) -> None:
     logger.addHandler(handler)
     try:
         try:
-            1 / 0
+            raise ZeroDivisionError("division by zero")
         except ZeroDivisionError:
             logger.exception("the request failed")
     finally:
         logger.removeHandler(handler)
     assert len(sink.lines) == 1, sink.lines
     level, text = sink.lines[0]
+    assert level == "info"
     assert text.startswith("the request failed\nTraceback (most recent call last):\n")
     assert text.endswith("ZeroDivisionError: division by zero")
 
