@@ -66,8 +66,10 @@ port:
 	rm -rf priv/python
 	mv priv/python.tmp priv/python
 
-## build: dependencies, the port program and the OTP application
-build: deps port
+## build: dependencies, the port program and the OTP application (rebar3's
+## compile pre-hook runs `make port`, as it does where py_reactor is a
+## dependency, so the port is built once)
+build: deps
 	$(REBAR3) compile
 
 ## test: every linter and test suite, Rust, Python and Erlang. Each suite

@@ -385,7 +385,9 @@ def init_connection(fd: int, client_info: dict[Any, Any], conn_id: int | None = 
     if not isinstance(protocol, Protocol):
         raise TypeError(
             f"protocol factory {factory!r} returned {type(protocol).__qualname__}, "
-            "not an erlang.reactor.Protocol"
+            "not an erlang.reactor.Protocol (with app_interface auto, an app_callable "
+            "that takes no arguments is a protocol factory; a WSGI application takes "
+            "(environ, start_response), an ASGI one (scope, receive, send))"
         )
     stale = _protocols.get(fd)
     if stale is not None:

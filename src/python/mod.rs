@@ -252,7 +252,7 @@ pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<Option<WebApp>, P
         exec(py, text)?;
     }
     if let Some(module) = &options.app_module {
-        let module = py.import(module.as_str()).map_err(err)?;
+        let module = py.import(module.as_str()).map_err(|e| app_module_error(py, e, module))?;
         if let Some(name) = &options.app_callable {
             let app = module.getattr(name.as_str()).map_err(err)?;
             if !app.is_callable() {
@@ -280,6 +280,32 @@ pub fn setup(py: Python<'_>, options: &SetupOptions) -> Result<Option<WebApp>, P
         }
     }
     Ok(None)
+}
+
+/// The error of importing `app_module`; when the module itself is not
+/// found (not one it imports), the message says where it was looked for and
+/// that `python_path` adds directories: the usual first mistake.
+fn app_module_error(py: Python<'_>, err: PyErr, module: &str) -> PythonError {
+    let not_found = err.is_instance_of::<pyo3::exceptions::PyModuleNotFoundError>(py)
+        && err
+            .value(py)
+            .getattr("name")
+            .and_then(|n| n.extract::<String>())
+            .is_ok_and(|name| module == name || module.starts_with(&format!("{name}.")));
+    let mut error = python_error(py, err);
+    if not_found {
+        let path = py
+            .import("sys")
+            .and_then(|s| s.getattr("path"))
+            .and_then(|p| p.repr())
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        error.message = format!(
+            "{} (looked for in sys.path, {path}; the python_path option adds the directory that holds it)",
+            error.message
+        );
+    }
+    error
 }
 
 /// Runs statements in `__main__`.

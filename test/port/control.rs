@@ -43,6 +43,19 @@ fn setup_error_returns_the_python_exception() {
     let (ty, msg, _) = python_error(&r);
     assert_eq!(ty, "ModuleNotFoundError");
     assert!(msg.contains("no_such_module_for_py_reactor"), "{msg}");
+    assert!(msg.contains("looked for in sys.path") && msg.contains("python_path"), "{msg}");
+
+    // Found, but what it imports is not: Python's message, no hint.
+    let dir = TempDir::new("app_module_imports_missing");
+    std::fs::write(dir.join("imports_missing.py"), "import no_such_dependency_for_py_reactor\n").unwrap();
+    let mut p = Port::start();
+    let r = p.setup(vec![
+        ("python_path", list(vec![bin(dir.0.to_string_lossy().as_bytes())])),
+        ("app_module", bin("imports_missing")),
+    ]);
+    let (ty, msg, _) = python_error(&r);
+    assert_eq!(ty, "ModuleNotFoundError");
+    assert_eq!(msg, "No module named 'no_such_dependency_for_py_reactor'");
 }
 
 #[test]

@@ -92,3 +92,17 @@ def test_call_later_returns_a_timer_handle_that_cancels(pair) -> None:
     reactor.close_connection(ours.fileno())
     with pytest.raises(RuntimeError):
         proto.call_later(1, print)
+
+
+def test_a_factory_that_makes_no_protocol_says_what_app_callable_should_be(pair) -> None:
+    ours, _peer = pair
+
+    def index() -> str:  # a Flask view named by app_callable, say
+        return "Hello!"
+
+    reactor.set_protocol_factory(index)
+    with pytest.raises(TypeError) as raised:
+        reactor.init_connection(ours.fileno(), {}, 3)
+    message = str(raised.value)
+    assert "returned str, not an erlang.reactor.Protocol" in message
+    assert "(environ, start_response)" in message and "(scope, receive, send)" in message
