@@ -11,7 +11,7 @@
 -include_lib("common_test/include/ct.hrl").
 
 -import(py_reactor_test_lib, [protocols_dir/0, listen/0, connect/1, accept/1, wait_until/2,
-                              wait_until/3, port_os_pids/0]).
+                              wait_until/3, port_os_pids/0, http_response/1]).
 
 suite() ->
     [{timetrap, {minutes, 5}}].
@@ -66,57 +66,7 @@ request(Sock, Method, Path, Body) ->
              end,
     ok = gen_tcp:send(Sock, [Method, " ", Path, " HTTP/1.1\r\nHost: test\r\n", Length, "\r\n",
                              Body]),
-    response(Sock).
-
-%% Reads one response, its body framed by Content-Length or chunked.
-response(Sock) ->
-    response(Sock, <<>>).
-
-response(Sock, Acc) ->
-    case binary:split(Acc, <<"\r\n\r\n">>) of
-        [Head, Rest] ->
-            [StatusLine | HeaderLines] = binary:split(Head, <<"\r\n">>, [global]),
-            <<"HTTP/1.1 ", Code:3/binary, _/binary>> = StatusLine,
-            Headers = [begin
-                           [K, V] = binary:split(Line, <<":">>),
-                           {string:lowercase(K), string:trim(V)}
-                       end || Line <- HeaderLines],
-            Body = case {proplists:get_value(<<"content-length">>, Headers),
-                         proplists:get_value(<<"transfer-encoding">>, Headers)} of
-                       {undefined, <<"chunked">>} -> chunked(Sock, Rest, <<>>);
-                       {undefined, _} -> ct:fail({no_body_framing, Head});
-                       {N, _} -> body(Sock, Rest, binary_to_integer(N))
-                   end,
-            {binary_to_integer(Code), Headers, Body};
-        [_] ->
-            {ok, More} = gen_tcp:recv(Sock, 0, 10000),
-            response(Sock, <<Acc/binary, More/binary>>)
-    end.
-
-body(_Sock, Data, N) when byte_size(Data) >= N ->
-    binary:part(Data, 0, N);
-body(Sock, Data, N) ->
-    {ok, More} = gen_tcp:recv(Sock, 0, 10000),
-    body(Sock, <<Data/binary, More/binary>>, N).
-
-chunked(Sock, Data, Acc) ->
-    case binary:split(Data, <<"\r\n">>) of
-        [SizeLine, Rest] ->
-            [Hex | _] = binary:split(SizeLine, <<";">>),
-            case binary_to_integer(string:trim(Hex), 16) of
-                0 ->
-                    Acc;
-                Size when byte_size(Rest) >= Size + 2 ->
-                    <<Chunk:Size/binary, "\r\n", Next/binary>> = Rest,
-                    chunked(Sock, Next, <<Acc/binary, Chunk/binary>>);
-                _ ->
-                    {ok, More} = gen_tcp:recv(Sock, 0, 10000),
-                    chunked(Sock, <<Data/binary, More/binary>>, Acc)
-            end;
-        [_] ->
-            {ok, More} = gen_tcp:recv(Sock, 0, 10000),
-            chunked(Sock, <<Data/binary, More/binary>>, Acc)
-    end.
+    http_response(Sock).
 
 %% A listener of one context serving Callable; returns its port.
 start_listener(Name, Callable, Extra) ->
@@ -405,7 +355,7 @@ sleeper(Port) ->
     try
         {ok, Sock} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}], 30000),
         ok = gen_tcp:send(Sock, <<"GET /sleep HTTP/1.1\r\nHost: test\r\n\r\n">>),
-        {Status, _, Body} = response(Sock),
+        {Status, _, Body} = http_response(Sock),
         ok = gen_tcp:close(Sock),
         {Status, Body}
     catch

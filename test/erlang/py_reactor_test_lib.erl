@@ -3,7 +3,7 @@
 
 -export([protocols_dir/0, setup_code/1, ctx_opts/1, ctx_opts/2]).
 -export([listen/0, connect/1, accept/1, conn_pair/1, echo/2, echo/3, recv_closed/1,
-         recv_all/1]).
+         recv_all/1, http_response/1]).
 -export([active/1, expect_exit/2, port_cli/1]).
 -export([port_os_pids/0, os_pid_alive/1, port_of/1, wait_until/2, wait_until/3]).
 -export([capture_logs/0, stop_capture_logs/0, log_events/0, log/2]).
@@ -90,6 +90,57 @@ recv_all(Sock, Acc) ->
         {ok, Data} -> recv_all(Sock, <<Acc/binary, Data/binary>>);
         {error, closed} -> Acc;
         {error, Reason} -> ct:fail({recv_all, Reason, Acc})
+    end.
+
+%% One HTTP/1.1 response read from Sock, its body framed by Content-Length
+%% or chunked: {Status, Headers, Body}, header names lowercase.
+http_response(Sock) ->
+    http_response(Sock, <<>>).
+
+http_response(Sock, Acc) ->
+    case binary:split(Acc, <<"\r\n\r\n">>) of
+        [Head, Rest] ->
+            [StatusLine | HeaderLines] = binary:split(Head, <<"\r\n">>, [global]),
+            <<"HTTP/1.1 ", Code:3/binary, _/binary>> = StatusLine,
+            Headers = [begin
+                           [K, V] = binary:split(Line, <<":">>),
+                           {string:lowercase(K), string:trim(V)}
+                       end || Line <- HeaderLines],
+            Body = case {proplists:get_value(<<"content-length">>, Headers),
+                         proplists:get_value(<<"transfer-encoding">>, Headers)} of
+                       {undefined, <<"chunked">>} -> http_chunked(Sock, Rest, <<>>);
+                       {undefined, _} -> ct:fail({no_body_framing, Head});
+                       {N, _} -> http_body(Sock, Rest, binary_to_integer(N))
+                   end,
+            {binary_to_integer(Code), Headers, Body};
+        [_] ->
+            {ok, More} = gen_tcp:recv(Sock, 0, 10000),
+            http_response(Sock, <<Acc/binary, More/binary>>)
+    end.
+
+http_body(_Sock, Data, N) when byte_size(Data) >= N ->
+    binary:part(Data, 0, N);
+http_body(Sock, Data, N) ->
+    {ok, More} = gen_tcp:recv(Sock, 0, 10000),
+    http_body(Sock, <<Data/binary, More/binary>>, N).
+
+http_chunked(Sock, Data, Acc) ->
+    case binary:split(Data, <<"\r\n">>) of
+        [SizeLine, Rest] ->
+            [Hex | _] = binary:split(SizeLine, <<";">>),
+            case binary_to_integer(string:trim(Hex), 16) of
+                0 ->
+                    Acc;
+                Size when byte_size(Rest) >= Size + 2 ->
+                    <<Chunk:Size/binary, "\r\n", Next/binary>> = Rest,
+                    http_chunked(Sock, Next, <<Acc/binary, Chunk/binary>>);
+                _ ->
+                    {ok, More} = gen_tcp:recv(Sock, 0, 10000),
+                    http_chunked(Sock, <<Data/binary, More/binary>>, Acc)
+            end;
+        [_] ->
+            {ok, More} = gen_tcp:recv(Sock, 0, 10000),
+            http_chunked(Sock, <<Data/binary, More/binary>>, Acc)
     end.
 
 %% OS processes.

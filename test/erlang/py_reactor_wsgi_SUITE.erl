@@ -8,7 +8,8 @@
 -include_lib("common_test/include/ct.hrl").
 
 -import(py_reactor_test_lib, [listen/0, connect/1, accept/1, wait_until/2,
-                              capture_logs/0, stop_capture_logs/0, log_events/0]).
+                              capture_logs/0, stop_capture_logs/0, log_events/0,
+                              http_response/1]).
 
 suite() ->
     [{timetrap, {minutes, 5}}].
@@ -42,41 +43,17 @@ client(Ctx, LSock, Port) ->
     ok = py_reactor_context:handoff_socket(Ctx, accept(LSock), #{}),
     Client.
 
-%% Reads one response with a Content-Length body.
-response(Sock) ->
-    response(Sock, <<>>).
-
-response(Sock, Acc) ->
-    case binary:split(Acc, <<"\r\n\r\n">>) of
-        [Head, Rest] ->
-            {match, [Length]} = re:run(Head, "(?i)content-length: *([0-9]+)",
-                                       [{capture, all_but_first, binary}]),
-            N = binary_to_integer(Length),
-            Body = body(Sock, Rest, N),
-            [StatusLine | _] = binary:split(Head, <<"\r\n">>),
-            {StatusLine, Head, Body};
-        [_] ->
-            {ok, More} = gen_tcp:recv(Sock, 0, 10000),
-            response(Sock, <<Acc/binary, More/binary>>)
-    end.
-
-body(_Sock, Data, N) when byte_size(Data) >= N ->
-    binary:part(Data, 0, N);
-body(Sock, Data, N) ->
-    {ok, More} = gen_tcp:recv(Sock, 0, 10000),
-    body(Sock, <<Data/binary, More/binary>>, N).
-
 flask_app_over_keep_alive(_Config) ->
     {ok, Ctx} = start(flask_validated, #{access_log => true, threads => 2}),
     ok = capture_logs(),
     {LSock, Port} = listen(),
     Sock = client(Ctx, LSock, Port),
     ok = gen_tcp:send(Sock, <<"GET /hello HTTP/1.1\r\nHost: test\r\n\r\n">>),
-    {<<"HTTP/1.1 200 OK">>, _, <<"Hello, world!">>} = response(Sock),
+    {200, _, <<"Hello, world!">>} = http_response(Sock),
     ok = gen_tcp:send(Sock, <<"POST /form HTTP/1.1\r\nHost: test\r\n"
                               "Content-Type: application/x-www-form-urlencoded\r\n"
                               "Content-Length: 7\r\n\r\na=4&b=5">>),
-    {<<"HTTP/1.1 200 OK">>, _, <<"4+5">>} = response(Sock),
+    {200, _, <<"4+5">>} = http_response(Sock),
     #{total_requests := 2, python_errors := 0, active_connections := 1} =
         py_reactor_context:stats(Ctx),
     wait_until(fun() ->
@@ -96,7 +73,7 @@ app_exception_is_logged_with_the_context_id(_Config) ->
     {LSock, Port} = listen(),
     Sock = client(Ctx, LSock, Port),
     ok = gen_tcp:send(Sock, <<"GET /raise HTTP/1.1\r\nHost: test\r\n\r\n">>),
-    {<<"HTTP/1.1 500 Internal Server Error">>, _, _} = response(Sock),
+    {500, _, _} = http_response(Sock),
     {error, closed} = gen_tcp:recv(Sock, 0, 10000),
     wait_until(fun() ->
                    lists:any(fun({error, Text, #{py_reactor_context := wsgi_test}}) ->
@@ -108,7 +85,7 @@ app_exception_is_logged_with_the_context_id(_Config) ->
     #{python_errors := 1, total_requests := 1} = py_reactor_context:stats(Ctx),
     Sock2 = client(Ctx, LSock, Port),
     ok = gen_tcp:send(Sock2, <<"GET /hello HTTP/1.1\r\nHost: test\r\n\r\n">>),
-    {<<"HTTP/1.1 200 OK">>, _, <<"Hello, world!">>} = response(Sock2),
+    {200, _, <<"Hello, world!">>} = http_response(Sock2),
     ok = py_reactor_context:stop(Ctx).
 
 options_are_checked(_Config) ->
@@ -124,7 +101,7 @@ options_are_checked(_Config) ->
     Sock = client(Ctx, LSock, Port),
     Path = binary:copy(<<"a">>, 100),
     ok = gen_tcp:send(Sock, <<"GET /", Path/binary, " HTTP/1.1\r\nHost: test\r\n\r\n">>),
-    {<<"HTTP/1.1 414 URI Too Long">>, _, _} = response(Sock),
+    {414, _, _} = http_response(Sock),
     ok = py_reactor_context:stop(Ctx).
 
 %% A coroutine function is served as ASGI (auto), and app_interface forces
@@ -137,7 +114,7 @@ asgi_is_recognised(_Config) ->
     {LSock, Port} = listen(),
     Sock = client(Ctx2, LSock, Port),
     ok = gen_tcp:send(Sock, <<"GET / HTTP/1.1\r\nHost: test\r\n\r\n">>),
-    {<<"HTTP/1.1 500 Internal Server Error">>, _, _} = response(Sock),
+    {500, _, _} = http_response(Sock),
     ok = py_reactor_context:stop(Ctx2).
 
 %% A request the VM received on an active socket before handoff_socket/3 is
@@ -154,7 +131,7 @@ request_sent_before_the_handoff_is_served(_Config) ->
                        lists:any(fun({tcp, S1, _}) -> S1 =:= S; (_) -> false end, Ms)
                end, tcp_message),
     ok = py_reactor_context:handoff_socket(Ctx, S, #{}),
-    {<<"HTTP/1.1 200 OK">>, _, <<"Hello, world!">>} = response(C),
+    {200, _, <<"Hello, world!">>} = http_response(C),
     #{total_requests := 1} = py_reactor_context:stats(Ctx),
     ok = gen_tcp:close(C),
     ok = gen_tcp:close(L),

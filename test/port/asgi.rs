@@ -198,17 +198,7 @@ fn http_1_0_and_connection_close() {
 fn expect_100_continue_is_sent_when_the_app_first_receives() {
     let dir = TempDir::new("asgi_continue");
     let mut p = start(&dir, "raw_app", vec![]);
-    let mut c = Client::new(&mut p);
-    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
-    assert_eq!(c.line(), b"HTTP/1.1 100 Continue");
-    assert_eq!(c.line(), b"");
-    c.send(b"body");
-    assert_eq!(c.reply(false).text(), "body");
-    // Answered without receiving: no 100, and the connection closes.
-    c.send(b"POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
-    let r = c.reply(false);
-    assert_eq!((r.status, r.text().as_str()), (200, "Hello, world!"));
-    assert!(c.closed());
+    check_expect_100_continue(&mut Client::new(&mut p));
 }
 
 #[test]

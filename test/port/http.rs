@@ -121,18 +121,7 @@ fn head_has_the_headers_of_get_and_no_body() {
 #[test]
 fn expect_100_continue_is_answered_when_the_app_reads() {
     let mut p = start("raw_app", vec![]);
-    let mut c = Client::new(&mut p);
-    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
-    assert_eq!(c.line(), b"HTTP/1.1 100 Continue");
-    assert_eq!(c.line(), b"");
-    c.send(b"body");
-    assert_eq!(c.reply(false).text(), "body");
-    // An app that answers without reading: no 100, and the unsent body
-    // cannot be told from the next request, so the connection closes.
-    c.send(b"POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
-    let r = c.reply(false);
-    assert_eq!((r.status, r.text().as_str()), (200, "Hello, world!"));
-    assert!(c.closed());
+    check_expect_100_continue(&mut Client::new(&mut p));
 }
 
 #[test]

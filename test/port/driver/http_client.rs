@@ -134,3 +134,20 @@ impl Client {
     }
 }
 
+/// `Expect: 100-continue` (RFC 9110, 10.1.1) against an application with
+/// `/echo` (reads the body and answers it) and `/hello` (answers without
+/// reading): the test apps of every interface have both. The interim
+/// response comes only when the application reads; one that answers
+/// without reading closes the connection, as its unsent body cannot be
+/// told from the next request.
+pub fn check_expect_100_continue(c: &mut Client) {
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!(c.line(), b"HTTP/1.1 100 Continue");
+    assert_eq!(c.line(), b"");
+    c.send(b"body");
+    assert_eq!(c.reply(false).text(), "body");
+    c.send(b"POST /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    let r = c.reply(false);
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, world!"));
+    assert!(c.closed());
+}

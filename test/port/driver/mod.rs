@@ -26,7 +26,7 @@
 
 mod http_client;
 #[allow(unused_imports)] // only the HTTP tests use the client
-pub use http_client::{Client, Reply};
+pub use http_client::{check_expect_100_continue, Client, Reply};
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
