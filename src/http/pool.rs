@@ -117,27 +117,24 @@ impl Worker {
     /// `now`, is stalled: its thread had the CPU for less than a quarter of
     /// the time since the job started or since the last sample, whichever
     /// is later (a blocked thread has next to none; one that computes has
-    /// half even when another thread competes for its CPU). `None` when
-    /// that cannot be told yet (the last sample too recent: the time
-    /// measured is at least [`STALL`], as a thread that computes can be off
-    /// its CPU for a moment); without a clock every such job is stalled.
+    /// half even when another thread competes for its CPU). Not while that
+    /// cannot be told yet (the last sample too recent: the time measured is
+    /// at least [`STALL`], as a thread that computes can be off its CPU for
+    /// a moment); without a clock every such job is stalled.
     /// Samples are renewed at most once per [`STALL`], so a blocked job is
     /// found [`STALL`] to twice that after it started (later by the loop's
     /// timer resolution), and the loop reads a clock only for a job past
     /// [`STALL`], never per request.
-    fn stalled(&mut self, started: Instant, now: Instant) -> Option<bool> {
-        let (Some(clock), Some(base)) = (self.clock, self.sample) else { return Some(true) };
-        let Some(cpu) = clock.read() else { return Some(true) };
+    fn stalled(&mut self, started: Instant, now: Instant) -> bool {
+        let (Some(clock), Some(base)) = (self.clock, self.sample) else { return true };
+        let Some(cpu) = clock.read() else { return true };
         if now.saturating_duration_since(base.at) >= STALL {
             self.sample = Some(Sample { at: now, cpu });
         }
         // A sample from before the job counts the CPU of earlier jobs too,
         // so a low use since it still proves the job blocked.
         let window = now.saturating_duration_since(base.at.max(started));
-        if window < STALL {
-            return None;
-        }
-        Some(cpu.saturating_sub(base.cpu) < window / 4)
+        window >= STALL && cpu.saturating_sub(base.cpu) < window / 4
     }
 }
 
@@ -299,7 +296,7 @@ fn set_aside_slow(state: &mut State, now: Instant) -> Instant {
         let Worker { started: Some(started), aside: false, .. } = state.workers[i] else { continue };
         if now.saturating_duration_since(started) < STALL {
             next = next.min(started + STALL);
-        } else if state.workers[i].stalled(started, now) == Some(true) {
+        } else if state.workers[i].stalled(started, now) {
             state.set_aside(i);
         } else if let Some(sample) = state.workers[i].sample {
             next = next.min((sample.at + STALL).max(now + STALL / 4));
